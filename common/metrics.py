@@ -1,0 +1,76 @@
+"""Named counters and gauges for ``/status`` (JSON) and ``/metrics`` (Prometheus text).
+
+Counters are cheap to bump on hot paths (one dict update); gauges are read from callables when rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Metrics:
+    def __init__(self, process: str, prefix: str = "tickfan") -> None:
+        self.process = process
+        self.prefix = prefix
+        self._counters: dict[str, dict[Labels, float]] = {}
+        self._help: dict[str, str] = {}
+        self._gauges: dict[str, Callable[[], dict[Labels, float] | float]] = {}
+
+    def describe(self, name: str, help: str) -> None:
+        self._help[name] = help
+        self._counters.setdefault(name, {})
+
+    def inc(self, name: str, n: float = 1, **labels: str) -> None:
+        series = self._counters.get(name)
+        if series is None:
+            series = self._counters[name] = {}
+        key = tuple(labels.items())
+        series[key] = series.get(key, 0) + n
+
+    def gauge(self, name: str, read: Callable[[], dict[Labels, float] | float], help: str = "") -> None:
+        self._gauges[name] = read
+        if help:
+            self._help[name] = help
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._counters.get(name, {}).get(tuple(labels.items()), 0)
+
+    def snapshot(self) -> dict:
+        """Counters and gauges as plain JSON: ``{name: value}`` or ``{name: {"k=v,...": value}}`` when labelled."""
+        out: dict = {}
+        for name, series in self._all():
+            if list(series) in ([()], []):
+                out[name] = series.get((), 0)
+            else:
+                out[name] = {",".join(f"{k}={v}" for k, v in key): val for key, val in series.items()}
+        return out
+
+    def prometheus(self) -> str:
+        lines = []
+        for name, series in self._all():
+            full = f"{self.prefix}_{name}"
+            if name in self._help:
+                lines.append(f"# HELP {full} {self._help[name]}")
+            lines.append(f"# TYPE {full} {'gauge' if name in self._gauges else 'counter'}")
+            for key, val in series.items() or {(): 0}.items():
+                labels = (("process", self.process),) + key
+                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                lines.append(f"{full}{{{label_text}}} {_number(val)}")
+        return "\n".join(lines) + "\n"
+
+    def _all(self):
+        for name, series in sorted(self._counters.items()):
+            yield name, series
+        for name, read in sorted(self._gauges.items()):
+            value = read()
+            yield name, value if isinstance(value, dict) else {(): value}
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,111 @@
+"""One settings object per process: dataclass fields read from CLI flags, then the environment / ``.env``, then defaults.
+
+Each field names its environment variable and says what it does; :func:`settings_table` renders that as the
+README's settings table, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+from dotenv import load_dotenv
+
+T = TypeVar("T")
+
+
+def setting(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+class SettingsError(ValueError):
+    """A setting that makes the process refuse to start; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """What every tier's downstream hub shares. Tiers add host, port and their own settings."""
+
+    api_keys: str = setting("", "TICKFAN_API_KEYS", "Comma list of client API keys accepted. Empty: any key, loopback only.")
+    keys_file: str = setting("", "TICKFAN_KEYS_FILE", "File with one client API key per line (# comments), added to TICKFAN_API_KEYS.")
+    internal_token: str = setting(
+        "", "TICKFAN_INTERNAL_TOKEN", "Token the tiers use to authenticate to each other. Required when keys are set."
+    )
+    auth_timeout_s: float = setting(10.0, "AUTH_TIMEOUT_S", "Seconds a client has to authenticate before auth_timeout.")
+    max_clients: int = setting(1000, "MAX_CLIENTS", "Authenticated clients per process; more get max_connections.")
+    client_buffer_bytes: int = setting(
+        8 << 20, "CLIENT_BUFFER_BYTES", "Outgoing bytes a client may have pending before it is cut off as a slow consumer."
+    )
+    max_message_bytes: int = setting(
+        64 << 10, "MAX_CLIENT_MESSAGE_BYTES", "Largest client message acted on; larger ones get an error (over 1 MiB: close 1009)."
+    )
+    log_level: str = setting("info", "LOG_LEVEL", "debug, info, warning or error.")
+
+    def client_keys(self) -> frozenset[str]:
+        keys = {k.strip() for k in self.api_keys.split(",") if k.strip()}
+        if self.keys_file:
+            for line in Path(self.keys_file).read_text().splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    keys.add(line)
+        return frozenset(keys)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(cls: type[T], argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from CLI flags (``--field-name``) over the environment and ``.env`` over the defaults."""
+    if environ is None:
+        load_dotenv(override=False)
+        environ = os.environ
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    parser = argparse.ArgumentParser(description=(cls.__doc__ or "").strip().splitlines()[0])
+    for f in fields:
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, default=None, help=f"{f.metadata['help']} [{f.metadata['env']}]"
+        )
+    args = parser.parse_args(argv)
+    values = {}
+    for f in fields:
+        raw = getattr(args, f.name)
+        if raw is None:
+            raw = environ.get(f.metadata["env"])
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _convert(raw, type(f.default))
+        except ValueError:
+            raise SettingsError(f"{f.metadata['env']}: cannot read {raw!r} as {type(f.default).__name__}") from None
+    return cls(**values)
+
+
+def _convert(raw: str, kind: type) -> Any:
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(raw)
+    return kind(raw)
+
+
+def settings_table(cls: type) -> str:
+    """The README rows for ``cls``: variable, flag, default, meaning."""
+    rows = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default != "" else "(empty)"
+        rows.append(f"| `{f.metadata['env']}` | `--{f.name.replace('_', '-')}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(rows)

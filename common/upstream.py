@@ -1,0 +1,245 @@
+"""The one resilient upstream client every tier uses: a Polygon-protocol client for one cluster (DESIGN §1, §3).
+
+It authenticates, keeps the upstream subscribed to exactly the current demand (reference-counted, with a grace
+period before unsubscribing), reconnects with exponential backoff and jitter after any drop or
+``max_connections``, re-sends every topic after a reconnect, and hands each data frame to ``on_frame``.
+``auth_failed`` stops it for good with a clear error: retrying a bad key only gets an account locked.
+The key is sent in the auth message and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Iterable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from common import protocol
+from common.backoff import Backoff
+from common.demand import TopicDemand
+from common.frames import STATUS, Event, FrameError, decode_status, split_frame
+from common.metrics import Metrics
+
+SUBSCRIBE_CHUNK = 500  # topics per subscribe message, to keep control messages small
+STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
+
+# Called with the data events of one upstream frame (status objects removed) and the frame's bytes.
+FrameHandler = Callable[[list[Event], bytes], None]
+
+
+class UpstreamAuthFailed(RuntimeError):
+    pass
+
+
+class UpstreamClient:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        key: str,
+        on_frame: FrameHandler,
+        log,
+        metrics: Metrics,
+        grace_ms: int,
+        static: Iterable[str] = (),
+        backoff: Backoff | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._key = key
+        self.on_frame = on_frame
+        self.log = log.bind(upstream=name, url=url)
+        self.metrics = metrics
+        self.demand = TopicDemand(grace_ms, static)
+        self.backoff = backoff or Backoff()
+        self.open_timeout_s = open_timeout_s
+        self.state = "idle"
+        self.last_error = ""
+        self.connects = 0
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._stopping = False
+        for counter, help in (
+            ("upstream_reconnects", "Upstream connections re-established after a drop."),
+            ("upstream_frames", "Frames received from upstreams."),
+            ("upstream_bad_frames", "Upstream frames that were not JSON arrays of events (skipped)."),
+        ):
+            metrics.describe(counter, help)
+
+    # -- demand ------------------------------------------------------------------------------------------------
+
+    def want(self, topics: Iterable[str]) -> None:
+        """One more downstream wants each topic; new ones are subscribed upstream at once."""
+        new = self.demand.add(topics)
+        if new:
+            self._send("subscribe", new)
+
+    def unwant(self, topics: Iterable[str]) -> None:
+        """One downstream fewer wants each topic; a topic nobody wants is unsubscribed after the grace period."""
+        self.demand.remove(topics, _now_ms())
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        due = self.demand.next_due_ms()
+        if due is None or self._expiry is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, (due - _now_ms()) / 1000), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        gone = self.demand.due(_now_ms())
+        if gone:
+            self._send("unsubscribe", gone)
+        self._schedule_expiry()
+
+    def _send(self, action: str, topics: list[str]) -> None:
+        ws = self._ws
+        if ws is None or self.state != "connected":
+            return  # sent on (re)connect from the demand
+        for i in range(0, len(topics), SUBSCRIBE_CHUNK):
+            message = protocol.encode_client_message(action, ",".join(topics[i : i + SUBSCRIBE_CHUNK]))
+            # websockets serialises sends in call order; tasks run in creation order.
+            asyncio.get_running_loop().create_task(self._send_quietly(ws, message))
+        self.log.debug("upstream_" + action, topics=len(topics))
+
+    @staticmethod
+    async def _send_quietly(ws: ClientConnection, message: bytes) -> None:
+        try:
+            await ws.send(message, text=True)
+        except ConnectionClosed:
+            pass  # the reconnect re-sends the whole demand
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name=f"upstream-{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, UpstreamAuthFailed):
+                pass
+        self.state = "stopped"
+
+    async def run(self) -> None:
+        """Connect and stay connected until stopped; raises :class:`UpstreamAuthFailed` on a rejected key."""
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except UpstreamAuthFailed as exc:
+                self.state = "auth_failed"
+                self.last_error = str(exc)
+                self.log.error("upstream_auth_failed", error=str(exc), hint="check the key; not retrying")
+                raise
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, FrameError, _Retry) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.log.warning("upstream_disconnected", error=self.last_error)
+            except InvalidURI as exc:
+                self.state = "failed"
+                self.last_error = str(exc)
+                self.log.error("upstream_bad_url", error=str(exc))
+                raise
+            finally:
+                self._ws = None
+            if self._stopping:
+                break
+            self.state = "backoff"
+            if time.monotonic() - started >= STABLE_AFTER_S:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            self.log.info("upstream_reconnecting", in_s=round(delay, 3))
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        self.state = "connecting"
+        async with connect(
+            self.url, open_timeout=self.open_timeout_s, max_size=None, compression=None, close_timeout=1
+        ) as ws:
+            async with asyncio.timeout(self.open_timeout_s):
+                await self._expect(ws, "connected")
+                await ws.send(protocol.encode_client_message("auth", self._key), text=True)
+                status, message = await self._first_status(ws)
+            if status == "auth_failed":
+                raise UpstreamAuthFailed(f"{self.url} rejected the key: {message}")
+            if status != "auth_success":
+                raise _Retry(f"upstream answered auth with {status}: {message}")
+            self.connects += 1
+            if self.connects > 1:
+                self.metrics.inc("upstream_reconnects", upstream=self.name)
+            self._ws = ws
+            self.state = "connected"
+            self.log.info("upstream_connected", topics=len(self.demand.wanted))
+            self._send("subscribe", sorted(self.demand.wanted))
+            async for frame in ws:
+                self._on_message(frame)
+
+    def _on_message(self, frame: bytes | str) -> None:
+        data = frame.encode() if isinstance(frame, str) else frame
+        self.metrics.inc("upstream_frames", upstream=self.name)
+        try:
+            events = split_frame(data)
+        except FrameError as exc:
+            self.metrics.inc("upstream_bad_frames", upstream=self.name)
+            self.log.warning("upstream_bad_frame", error=str(exc), size=len(data))
+            return
+        if events and (events[0].code == STATUS or events[-1].code == STATUS):
+            for event in events:
+                if event.code == STATUS:
+                    self._on_status(*decode_status(event.raw))
+            events = [e for e in events if e.code != STATUS]
+            if not events:
+                return
+        self.on_frame(events, data)
+
+    def _on_status(self, status: str, message: str) -> None:
+        if status in ("success", "connected", "auth_success"):
+            self.log.debug("upstream_status", status=status, message=message)
+        else:
+            self.log.warning("upstream_status", status=status, message=message)
+
+    @staticmethod
+    async def _first_status(ws: ClientConnection) -> tuple[str, str]:
+        frame = await ws.recv()
+        events = split_frame(frame.encode() if isinstance(frame, str) else frame)
+        for event in events:
+            if event.code == STATUS:
+                return decode_status(event.raw)
+        raise _Retry("upstream sent data before answering auth")
+
+    async def _expect(self, ws: ClientConnection, wanted: str) -> None:
+        status, message = await self._first_status(ws)
+        if status != wanted:
+            raise _Retry(f"upstream greeted with {status}: {message}")
+
+    def status(self) -> dict:
+        return {
+            "url": self.url,
+            "state": self.state,
+            "connects": self.connects,
+            "reconnects": max(0, self.connects - 1),
+            "topics": len(self.demand.wanted),
+            "last_error": self.last_error,
+        }
+
+
+class _Retry(Exception):
+    """An upstream answer that is worth a reconnect with backoff (max_connections, a garbled greeting)."""
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)

@@ -1,0 +1,27 @@
+"""Settings of the firehose process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.settings import HubSettings, setting
+
+
+@dataclass(frozen=True)
+class FirehoseSettings(HubSettings):
+    """The firehose: the only upstream connections; rebroadcasts raw frames to the tiers below."""
+
+    host: str = setting("127.0.0.1", "FIREHOSE_HOST", "Address the firehose listens on.")
+    port: int = setting(8767, "FIREHOSE_PORT", "Port the firehose listens on.")
+    polygon_api_key: str = setting("", "POLYGON_API_KEY", "Polygon / Massive key. Empty: the built-in simulated market.")
+    polygon_host: str = setting("socket.polygon.io", "POLYGON_HOST", "Upstream host, e.g. delayed.polygon.io or socket.massive.com.")
+    upstream_url: str = setting(
+        "", "UPSTREAM_URL", "Any Polygon-protocol server, e.g. ws://127.0.0.1:9000 (the cluster path is appended). Wins over the key."
+    )
+    subscribe: str = setting(
+        "", "FIREHOSE_SUBSCRIBE", "Static upstream topics, always subscribed, e.g. T.*,Q.* ; prefix crypto/XT.* for other clusters."
+    )
+    upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")
+    sim_rate: float = setting(2000.0, "SIM_RATE", "Simulated stock trades per second (no key).")
+    sim_seed: int = setting(7, "SIM_SEED", "Seed of the simulated market.")
+    sim_tickers: str = setting("", "SIM_TICKERS", "Comma list of simulated stock tickers. Empty: a few dozen well-known ones.")
