@@ -1,0 +1,217 @@
+"""End to end: scripted upstream → firehose → filtered proxies → clients, all real processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from tests.conftest import async_wait_for, connect, http_get, status
+from tests.scripted_upstream import ScriptedUpstream
+
+
+def trade(sym: str, price: str = "1.50", q: int = 1) -> str:
+    # prices written with trailing zeros on purpose: they must arrive byte-for-byte
+    return f'{{"ev":"T","sym":"{sym}","x":4,"i":"{q}","z":3,"p":{price},"s":100,"c":[0,12],"t":1536036818784,"q":{q}}}'
+
+
+def quote(sym: str, q: int = 1) -> str:
+    return f'{{"ev":"Q","sym":"{sym}","bx":4,"bp":114.120,"bs":1,"ax":7,"ap":114.130,"as":1,"c":0,"t":1536036818784,"q":{q}}}'
+
+
+@pytest.fixture
+async def chain(procs):
+    """A scripted upstream, a firehose on it, and one filtered proxy (no aggregator)."""
+    up = await ScriptedUpstream().start()
+    fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy",
+                                 env={"UPSTREAM_URL": up.url, "UPSTREAM_GRACE_S": "0.3"})
+    px = await asyncio.to_thread(procs.start, "proxy", "filtered_proxy",
+                                 env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}", "MS_AGGREGATOR_URL": "",
+                                      "UPSTREAM_GRACE_S": "0.3"})
+    yield up, fh, px
+    await up.close()
+
+
+async def until_upstream_has(up: ScriptedUpstream, topics: set[str], path: str = "/stocks"):
+    await async_wait_for(lambda: topics <= up.subscriptions.get(path, set()), what=f"upstream subscribed to {topics}")
+
+
+async def test_handshake_pipelined_auth_and_subscribes_and_filtering(chain):
+    up, fh, px = chain
+    ws = await websockets.connect(f"ws://127.0.0.1:{px.port}/stocks")
+    frames = [json.loads(await ws.recv())]
+    assert frames[0] == [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
+    # auth and two subscribes in one burst, without waiting for replies
+    await ws.send('{"action":"auth","params":"anything"}')
+    await ws.send('{"action":"subscribe","params":"T.AAPL, Q.MSFT"}')
+    await ws.send('{"action":"subscribe","params":"T.*,BAD.X,0Ms.AAPL"}')
+    statuses = []
+    while len(statuses) < 6:
+        statuses += json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert statuses == [
+        {"ev": "status", "status": "auth_success", "message": "authenticated"},
+        {"ev": "status", "status": "success", "message": "subscribed to: T.AAPL"},
+        {"ev": "status", "status": "success", "message": "subscribed to: Q.MSFT"},
+        {"ev": "status", "status": "success", "message": "subscribed to: T.*"},
+        {"ev": "status", "status": "error", "message": "unknown topic: BAD.X"},
+        {"ev": "status", "status": "error", "message": "interval out of range 1..60000 ms: 0Ms.AAPL"},
+    ]
+    await until_upstream_has(up, {"T.AAPL", "Q.MSFT", "T.*"})
+    sent = [trade("AAPL", "1.50", 1), quote("AAPL", 2), quote("MSFT", 3), trade("IBM", "2.10", 4)]
+    await up.send("/stocks", "[" + ",".join(sent) + "]")
+    got = []
+    while len(got) < 3:
+        got += [json.dumps(e, separators=(",", ":")) for e in json.loads(await asyncio.wait_for(ws.recv(), 5))]
+    # T.AAPL matched by T.AAPL and T.* arrives once; Q.AAPL not subscribed; order and bytes kept
+    assert got == [json.dumps(json.loads(s), separators=(",", ":")) for s in (sent[0], sent[2], sent[3])]
+    await ws.close()
+
+
+async def test_bytes_are_forwarded_unchanged(chain):
+    up, fh, px = chain
+    c = await connect(px.port)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await c.recv_frame()
+    await until_upstream_has(up, {"T.AAPL"})
+    raw = trade("AAPL", "114.1250", 9)
+    await up.send("/stocks", f"[ {raw} ]")
+    frame = await asyncio.wait_for(c.ws.recv(), 5)
+    assert frame == f"[{raw}]"
+
+
+async def test_bare_star_and_unsubscribe_stops_flow(chain):
+    up, fh, px = chain
+    c = await connect(px.port)
+    await c.send({"action": "subscribe", "params": "*"})
+    assert (await c.recv_frame())[0]["message"] == "subscribed to: *"
+    await until_upstream_has(up, {"T.*", "Q.*", "A.*", "AM.*", "LULD.*"})
+    await up.send("/stocks", f"[{trade('A', q=1)},{quote('B', 2)}]")
+    await c.until(lambda ev: len([e for e in ev if e["ev"] != "status"]) >= 2)
+    await c.send({"action": "unsubscribe", "params": "*"})
+    await c.until(lambda ev: ev[-1].get("message") == "unsubscribed to: *")
+    # the unsubscribe shrinks the firehose's upstream set after the grace period
+    await async_wait_for(lambda: not up.subscriptions.get("/stocks"), what="upstream unsubscribed")
+    before = len(c.data())
+    await c.send({"action": "subscribe", "params": "Q.MARKER"})
+    await until_upstream_has(up, {"Q.MARKER"})
+    await up.send("/stocks", f"[{trade('A', q=3)},{quote('MARKER', 4)}]")
+    await c.until(lambda ev: ev[-1].get("sym") == "MARKER")
+    assert [e["ev"] for e in c.data()[before:]] == ["Q"]  # the trade after unsubscribing never arrived
+
+
+async def test_two_proxies_share_one_upstream_with_union_of_demand(chain, procs):
+    up, fh, px = chain
+    px2 = await asyncio.to_thread(procs.start, "proxy2", "filtered_proxy",
+                                  env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}", "MS_AGGREGATOR_URL": "",
+                                       "UPSTREAM_GRACE_S": "0.3"})
+    a = await connect(px.port)
+    b = await connect(px2.port)
+    await a.send({"action": "subscribe", "params": "T.AAPL"})
+    await b.send({"action": "subscribe", "params": "T.MSFT,T.AAPL"})
+    await until_upstream_has(up, {"T.AAPL", "T.MSFT"})
+    assert up.connects == 1 and len(up.connections) == 1
+    await up.send("/stocks", f"[{trade('AAPL', q=1)},{trade('MSFT', q=2)}]")
+    await a.until(lambda ev: any(e.get("sym") == "AAPL" for e in ev))
+    await b.until(lambda ev: {e.get("sym") for e in ev} >= {"AAPL", "MSFT"})
+    assert all(e.get("sym") != "MSFT" for e in a.data())
+    await b.ws.close()
+    await async_wait_for(lambda: up.subscriptions.get("/stocks") == {"T.AAPL"}, what="upstream set shrinks to T.AAPL")
+    st = status(fh.port)
+    assert st["clients"] == 2 and st["clusters"]["stocks"]["topics"] == ["T.AAPL"]  # two proxies, one topic
+
+
+async def test_upstream_drop_reconnects_and_resubscribes(chain):
+    up, fh, px = chain
+    c = await connect(px.port)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await until_upstream_has(up, {"T.AAPL"})
+    await up.drop_all()
+    await async_wait_for(lambda: up.connects >= 2 and "T.AAPL" in up.subscriptions.get("/stocks", set()),
+                         what="firehose reconnected and re-subscribed")
+    await up.send("/stocks", f"[{trade('AAPL', q=7)}]")
+    await c.until(lambda ev: any(e.get("q") == 7 for e in ev))
+    assert status(fh.port)["counters"]["upstream_reconnects"] == {"upstream=upstream_url/stocks": 1}
+    assert "tickfan_upstream_reconnects" in http_get(fh.port, "/metrics")[2]
+
+
+async def test_upstream_auth_failure_stops_without_hot_loop(procs):
+    up = await ScriptedUpstream(keys={"right"}).start()
+    fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy",
+                                 env={"UPSTREAM_URL": up.url, "POLYGON_API_KEY": "wrong-secret-key"})
+    c = await connect(fh.port)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await async_wait_for(lambda: status(fh.port)["upstreams"].get("stocks", {}).get("state") == "auth_failed",
+                         what="upstream state auth_failed")
+    assert up.auth_attempts == 1
+    assert "wrong-secret-key" not in fh.log() and "wrong-secret-key" not in http_get(fh.port, "/status")[2]
+    assert "upstream_auth_failed" in fh.log()
+    await up.close()
+
+
+async def test_malformed_input_gets_errors_and_other_clients_never_notice(chain):
+    up, fh, px = chain
+    good = await connect(px.port)
+    await good.send({"action": "subscribe", "params": "T.AAPL"})
+    await until_upstream_has(up, {"T.AAPL"})
+    bad = await connect(px.port)
+    for message, expect in [
+        ("{not json", "malformed JSON"),
+        ('{"action":"jump"}', "unknown action"),
+        ("x" * 70_000, "message too large"),
+    ]:
+        await bad.send(message)
+        (reply,) = await bad.recv_frame()
+        assert reply["status"] == "error" and expect in reply["message"]
+    await bad.send({"action": "subscribe", "params": "T.MSFT"})
+    assert (await bad.recv_frame())[0]["message"] == "subscribed to: T.MSFT"
+    await up.send("/stocks", f"[{trade('AAPL', q=5)}]")
+    await good.until(lambda ev: any(e.get("q") == 5 for e in ev))
+    assert status(px.port)["counters"]["client_errors"] == 3
+
+
+async def test_auth_failure_timeout_and_unknown_path(procs):
+    px = await asyncio.to_thread(procs.start, "proxy", "filtered_proxy",
+                                 env={"TICKFAN_API_KEYS": "good", "TICKFAN_INTERNAL_TOKEN": "t", "AUTH_TIMEOUT_S": "0.5",
+                                      "FIREHOSE_URL": "ws://127.0.0.1:9", "MS_AGGREGATOR_URL": ""})
+    c = await connect(px.port, key=None)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    assert await c.recv_frame() == [{"ev": "status", "status": "auth_required", "message": "authentication required"}]
+    await c.send({"action": "auth", "params": "nope"})
+    assert await c.recv_frame() == [{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await c.ws.recv()
+    assert closed.value.rcvd.code == 1008
+    idle = await connect(px.port, key=None)
+    assert await idle.recv_frame() == [{"ev": "status", "status": "auth_timeout",
+                                        "message": "No authentication request received."}]
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await idle.ws.recv()
+    assert closed.value.rcvd.code == 1008
+    ws = await websockets.connect(f"ws://127.0.0.1:{px.port}/nope")
+    (err,) = json.loads(await ws.recv())
+    assert err["status"] == "error" and "unknown path" in err["message"]
+    assert status(px.port)["counters"]["auth_failures"] == 1
+
+
+def test_http_endpoints(procs):
+    px = procs.start("proxy", "filtered_proxy", env={"FIREHOSE_URL": "ws://127.0.0.1:9", "MS_AGGREGATOR_URL": ""})
+    assert http_get(px.port, "/health")[:2] == (200, "text/plain; charset=utf-8")
+    code, ctype, body = http_get(px.port, "/status")
+    assert code == 200 and ctype == "application/json" and json.loads(body)["process"] == "filtered_proxy"
+    code, ctype, body = http_get(px.port, "/metrics")
+    assert code == 200 and "tickfan_clients{" in body and "# TYPE tickfan_dropped_events counter" in body
+    assert http_get(px.port, "/nope")[0] == 404
+
+
+def test_refuses_public_bind_without_keys(procs, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "filtered_proxy", "--host", "0.0.0.0", "--port", "0"],
+                         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "TICKFAN_API_KEYS" in out.stdout + out.stderr
