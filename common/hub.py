@@ -321,7 +321,9 @@ class Hub:
         for name, counts in self.topic_counts.items():
             if counts:
                 topics = sorted(str(t) for t in counts)
-                clusters[name] = {"topics": topics[:1000], "topic_count": len(topics)}
+                clusters[name] = {
+                    "topics": topics[:1000], "topic_count": len(topics), "subscriptions": sum(counts.values())
+                }
         body = {
             "process": self.name,
             "uptime_s": round(time.monotonic() - self.started, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -26,7 +27,10 @@ async def run_client(client: WebSocketClient, done) -> list:
     got: list = []
 
     async def handle(msgs):
-        got.extend(msgs)
+        if isinstance(msgs, list):
+            got.extend(msgs)  # parsed models
+        else:
+            got.append(msgs)  # raw=True: one whole frame
         if done(got):
             raise _Done
 
@@ -74,4 +78,5 @@ async def test_official_client_raw_mode_sees_bytes(default_stack):
     client = WebSocketClient(api_key="any", feed=f"localhost:{px.port}", market="stocks", secure=False, raw=True,
                              subscriptions=["T.AAPL"])
     got = await run_client(client, lambda got: len(got) >= 2)
-    assert all(isinstance(m, (str, bytes)) for m in got)
+    events = [e for frame in got for e in json.loads(frame) if e["ev"] != "status"]
+    assert events and all(e["ev"] == "T" and e["sym"] == "AAPL" for e in events)

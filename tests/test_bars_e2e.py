@@ -1,0 +1,139 @@
+"""Millisecond bars end to end: scripted upstream → firehose → ms_aggregator → proxy → clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.conftest import async_wait_for, connect, http_get, status
+from tests.scripted_upstream import ScriptedUpstream
+from tests.test_official_client import run_client
+
+# (ticker, ms after the base second, price, size, conditions); arrival order as listed
+TRADES = [
+    ("AAPL", 10, 10.0, 100, []),
+    ("MSFT", 100, 20.0, 100, []),
+    ("AAPL", 50, 10.5, 200, []),
+    ("AAPL", 60, 9.0, 50, [37]),  # odd lot: adds volume, not price
+    ("AAPL", 150, 11.0, 100, [14]),
+    ("MSFT", 240, 21.0, 300, []),
+    ("MSFT", 260, 22.0, 100, []),
+    ("IBM", 500, 30.0, 100, []),
+]
+
+
+def bar(sym, interval, s, o, h, l, c, v, vw, n):
+    return {"ev": "MB", "sym": sym, "interval": interval, "o": o, "h": h, "l": l, "c": c, "v": v, "vw": vw, "n": n,
+            "s": s, "e": s + interval}
+
+
+def expected(base: int) -> list[dict]:
+    return [
+        bar("AAPL", 100, base, 10.0, 10.5, 10.0, 10.5, 350, (10.0 * 100 + 10.5 * 200 + 9.0 * 50) / 350, 3),
+        bar("AAPL", 100, base + 100, 11.0, 11.0, 11.0, 11.0, 100, 11.0, 1),
+        bar("MSFT", 250, base, 20.0, 21.0, 20.0, 21.0, 400, (20.0 * 100 + 21.0 * 300) / 400, 2),
+        bar("MSFT", 250, base + 250, 22.0, 22.0, 22.0, 22.0, 100, 22.0, 1),
+        bar("AAPL", 1000, base, 10.0, 11.0, 10.0, 11.0, 450, (1000 + 2100 + 450 + 1100) / 450, 4),
+        bar("IBM", 1000, base, 30.0, 30.0, 30.0, 30.0, 100, 30.0, 1),
+        bar("MSFT", 1000, base, 20.0, 22.0, 20.0, 22.0, 500, (2000 + 6300 + 2200) / 500, 3),
+    ]
+
+
+def trade_json(sym, t, p, s, c, q) -> str:
+    return json.dumps({"ev": "T", "sym": sym, "x": 4, "i": str(q), "z": 3, "p": p, "s": s, "c": c, "t": t, "q": q},
+                      separators=(",", ":"))
+
+
+def key(b):
+    return (b["e"], b["sym"], b["interval"])
+
+
+@pytest.fixture
+async def bar_chain(procs):
+    up = await ScriptedUpstream().start()
+    fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy", env={"UPSTREAM_URL": up.url})
+    agg = await asyncio.to_thread(procs.start, "aggregator", "ms_aggregator",
+                                  env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}"})
+    px = await asyncio.to_thread(procs.start, "proxy", "filtered_proxy",
+                                 env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}",
+                                      "MS_AGGREGATOR_URL": f"ws://127.0.0.1:{agg.port}"})
+    yield up, fh, agg, px
+    await up.close()
+
+
+async def test_exact_bars_through_proxy_direct_and_official_client(bar_chain):
+    from massive import WebSocketClient
+
+    up, fh, agg, px = bar_chain
+    client = await connect(px.port)
+    await client.send({"action": "subscribe", "params": "100Ms.AAPL,250Ms.MSFT,1000Ms.*"})
+    direct = await connect(agg.port)
+    await direct.send({"action": "subscribe", "params": "100Ms.AAPL,T.AAPL"})
+    official = WebSocketClient(api_key="any", feed=f"localhost:{px.port}", market="stocks", secure=False, raw=True,
+                               subscriptions=["100Ms.AAPL"])
+    official_task = asyncio.create_task(run_client(
+        official, lambda got: sum(1 for m in got for e in json.loads(m) if e["ev"] == "MB") >= 2))
+    await async_wait_for(
+        lambda: status(px.port).get("clusters", {}).get("stocks", {}).get("subscriptions") == 4,
+        what="proxy has both clients' subscriptions")
+    await async_wait_for(lambda: {"T.AAPL", "T.MSFT", "T.*"} <= up.subscriptions.get("/stocks", set()),
+                         what="firehose asked upstream for the trades the bars need")
+
+    base = (int(time.time() * 1000) // 1000) * 1000
+    frame = "[" + ",".join(trade_json(sym, base + dt, p, s, c, q) for q, (sym, dt, p, s, c) in enumerate(TRADES)) + "]"
+    await up.send("/stocks", frame)
+
+    want = expected(base)
+    await client.until(lambda ev: len([e for e in ev if e["ev"] == "MB"]) >= len(want), what="all bars")
+    await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["bars_out"] == len(want) + 0, what="bars_out")
+    await client.send({"action": "subscribe", "params": "T.NOTHING"})  # its ack follows anything still in flight
+    await client.until(lambda ev: ev[-1].get("message") == "subscribed to: T.NOTHING")
+    got = [e for e in client.events if e["ev"] == "MB"]
+    assert sorted(got, key=key) == sorted(want, key=key)  # exact, none missing, none duplicated
+    assert [key(b) for b in got] == sorted(key(b) for b in got)  # emitted in window-end order
+
+    # the same bars, direct from the aggregator (which refuses raw trades)
+    await direct.until(lambda ev: len([e for e in ev if e["ev"] == "MB"]) >= 2)
+    acks = [e for e in direct.events if e["ev"] == "status"][2:]  # after connected and auth_success
+    assert acks[0]["message"] == "subscribed to: 100Ms.AAPL" and acks[1]["status"] == "error"
+    assert [e for e in direct.events if e["ev"] == "MB"] == [b for b in want if b["interval"] == 100]
+
+    raw = await asyncio.wait_for(official_task, 20)
+    official_bars = [e for m in raw for e in json.loads(m) if e["ev"] == "MB"]
+    assert official_bars == [b for b in want if b["interval"] == 100]
+
+    # a trade for a window that already closed is counted late, not merged
+    await up.send("/stocks", "[" + trade_json("AAPL", base + 20, 99.0, 100, [], 99) + "]")
+    await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["late_trades"] == 1, what="late trade counted")
+    assert 'tickfan_late_trades{process="ms_aggregator",cluster="stocks"} 1' in http_get(agg.port, "/metrics")[2]
+    await client.send({"action": "subscribe", "params": "T.NOTHING2"})
+    await client.until(lambda ev: ev[-1].get("message") == "subscribed to: T.NOTHING2")
+    assert len([e for e in client.events if e["ev"] == "MB"]) == len(want)
+
+
+async def test_bare_star_never_includes_bars_and_aggregates_relay(bar_chain):
+    up, fh, agg, px = bar_chain
+    c = await connect(px.port)
+    await c.send({"action": "subscribe", "params": "*"})
+    d = await connect(agg.port)
+    await d.send({"action": "subscribe", "params": "A.AAPL"})
+    await async_wait_for(lambda: "A.AAPL" in up.subscriptions.get("/stocks", set()) and
+                         "T.*" in up.subscriptions.get("/stocks", set()), what="upstream subscriptions")
+    base = (int(time.time() * 1000) // 1000) * 1000
+    agg_event = {"ev": "A", "sym": "AAPL", "v": 1, "av": 1, "op": 1.0, "vw": 1.0, "o": 1.0, "c": 1.0, "h": 1.0,
+                 "l": 1.0, "a": 1.0, "z": 1, "s": base, "e": base + 1000}
+    await up.send("/stocks", json.dumps([json.loads(trade_json("AAPL", base, 1.0, 100, [], 1)), agg_event]))
+    await d.until(lambda ev: any(e["ev"] == "A" for e in ev))
+    await c.until(lambda ev: {e["ev"] for e in ev} >= {"T", "A"})
+    assert all(e["ev"] != "MB" for e in c.events)
+
+
+async def test_proxy_rejects_bars_topics_on_clusters_without_trades(bar_chain):
+    up, fh, agg, px = bar_chain
+    c = await connect(px.port, path="/forex")
+    await c.send({"action": "subscribe", "params": "100Ms.EUR/USD"})
+    (reply,) = await c.recv_frame()
+    assert reply == {"ev": "status", "status": "error", "message": "topic not available on /forex: 100Ms.EUR/USD"}
