@@ -215,3 +215,45 @@ def test_refuses_public_bind_without_keys(procs, tmp_path):
                          cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "TICKFAN_API_KEYS" in out.stdout + out.stderr
+
+
+async def test_keys_and_internal_token_across_tiers(procs):
+    up = await ScriptedUpstream().start()
+    keys = {"TICKFAN_API_KEYS": "team-key", "TICKFAN_INTERNAL_TOKEN": "tier-token"}
+    fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy", env={"UPSTREAM_URL": up.url, **keys})
+    px = await asyncio.to_thread(procs.start, "proxy", "filtered_proxy",
+                                 env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}", "MS_AGGREGATOR_URL": "", **keys})
+    c = await connect(px.port, key="team-key")
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await until_upstream_has(up, {"T.AAPL"})
+    await up.send("/stocks", f"[{trade('AAPL', q=3)}]")
+    await c.until(lambda ev: any(e.get("q") == 3 for e in ev))
+    for proc in (fh, px):
+        assert "tier-token" not in proc.log() and "team-key" not in proc.log()
+    await up.close()
+
+
+async def test_oversized_message_closes_1009_and_others_carry_on(chain):
+    up, fh, px = chain
+    good = await connect(px.port)
+    await good.send({"action": "subscribe", "params": "T.AAPL"})
+    big = await connect(px.port)
+    await big.send("x" * (1 << 20 + 1))
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await big.ws.recv()
+    assert closed.value.rcvd.code == 1009
+    await until_upstream_has(up, {"T.AAPL"})
+    await up.send("/stocks", f"[{trade('AAPL', q=11)}]")
+    await good.until(lambda ev: any(e.get("q") == 11 for e in ev))
+
+
+def test_static_firehose_subscriptions_parse_per_cluster():
+    from common.settings import SettingsError
+    from firehose_proxy.__main__ import static_topics
+
+    assert static_topics("T.*, Q.AAPL,crypto/XT.*,forex/C.EUR/USD") == {
+        "stocks": ["T.*", "Q.AAPL"], "crypto": ["XT.*"], "forex": ["C.EUR/USD"]}
+    assert static_topics("indices/*") == {"indices": ["V.*", "A.*", "AM.*"]}
+    for bad in ("moon/T.*", "100Ms.AAPL", "XT.BTC-USD"):
+        with pytest.raises(SettingsError):
+            static_topics(bad)
