@@ -31,10 +31,8 @@ class TopicIndex(Generic[S]):
         if bucket is None or subscriber not in bucket:
             return
         del bucket[subscriber]
-        if not bucket:
-            if topic.is_bare:
-                pass
-            elif topic.ticker == WILDCARD:
+        if not bucket and not topic.is_bare:  # drop empty buckets so the index stays as small as the demand
+            if topic.ticker == WILDCARD:
                 del self._by_code[topic.code]
             else:
                 del self._exact[(topic.code, topic.ticker)]
