@@ -99,6 +99,26 @@ def event_from_object(raw: bytes | msgspec.Raw) -> Event:
         raise FrameError(f"not an event object: {exc}") from None
 
 
+class Frame:
+    """One upstream frame: its bytes, split into :class:`Event` s only when someone asks (and then only once).
+
+    A tier that can use the bytes directly (the aggregator decodes trade frames straight into columns) skips the
+    split entirely. ``events`` raises :class:`FrameError` for bytes that are not a frame of events.
+    """
+
+    __slots__ = ("data", "_events")
+
+    def __init__(self, data: bytes, events: list[Event] | None = None) -> None:
+        self.data = data
+        self._events = events
+
+    @property
+    def events(self) -> list[Event]:
+        if self._events is None:
+            self._events = split_frame(self.data)
+        return self._events
+
+
 def decode_status(raw: bytes | msgspec.Raw) -> tuple[str, str]:
     """``(status, message)`` of a status object."""
     key = _key_decoder.decode(raw)

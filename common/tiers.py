@@ -6,12 +6,12 @@ import asyncio
 from typing import Callable
 
 from common.clusters import CLUSTERS, Cluster
-from common.frames import Event
+from common.frames import Frame
 from common.metrics import Metrics
 from common.upstream import UpstreamAuthFailed, UpstreamClient
 
-# Called with (cluster name, data events, frame bytes) for each upstream frame.
-ClusterFrameHandler = Callable[[str, list[Event], bytes], None]
+# Called with (cluster name, frame) for each upstream data frame.
+ClusterFrameHandler = Callable[[str, Frame], None]
 
 
 class UpstreamSet:
@@ -49,7 +49,7 @@ class UpstreamSet:
             name = cluster.name
             client = UpstreamClient(
                 f"{self.name}/{name}", f"{self.base_url}/{name}", self._key,
-                lambda events, frame: self.on_frame(name, events, frame),
+                lambda frame: self.on_frame(name, frame),
                 self.log, self.metrics, self.grace_ms, static=self.static.get(name, ()),
             )
             self.clients[name] = client

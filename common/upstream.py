@@ -19,14 +19,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from common import protocol
 from common.backoff import Backoff
 from common.demand import TopicDemand
-from common.frames import STATUS, Event, FrameError, decode_status, split_frame
+from common.frames import STATUS, Frame, FrameError, decode_status, split_frame
 from common.metrics import Metrics
 
 SUBSCRIBE_CHUNK = 500  # topics per subscribe message, to keep control messages small
 STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
 
-# Called with the data events of one upstream frame (status objects removed) and the frame's bytes.
-FrameHandler = Callable[[list[Event], bytes], None]
+# Called with each upstream data frame (status objects already handled and removed). May raise FrameError.
+FrameHandler = Callable[[Frame], None]
+
+# Status objects always carry this; data frames without it need no split here (compact or not, the value is quoted).
+_STATUS_MARK = b'"status"'
 
 
 class UpstreamAuthFailed(RuntimeError):
@@ -188,23 +191,25 @@ class UpstreamClient:
             async for frame in ws:
                 self._on_message(frame)
 
-    def _on_message(self, frame: bytes | str) -> None:
-        data = frame.encode() if isinstance(frame, str) else frame
+    def _on_message(self, message: bytes | str) -> None:
+        data = message.encode() if isinstance(message, str) else message
         self.metrics.inc("upstream_frames", upstream=self.name)
         try:
-            events = split_frame(data)
+            if _STATUS_MARK in data:
+                events = split_frame(data)
+                for event in events:
+                    if event.code == STATUS:
+                        self._on_status(*decode_status(event.raw))
+                data_events = [e for e in events if e.code != STATUS]
+                if not data_events:
+                    return
+                frame = Frame(data, data_events) if len(data_events) == len(events) else _rebuilt(data_events)
+            else:
+                frame = Frame(data)
+            self.on_frame(frame)
         except FrameError as exc:
             self.metrics.inc("upstream_bad_frames", upstream=self.name)
             self.log.warning("upstream_bad_frame", error=str(exc), size=len(data))
-            return
-        if events and (events[0].code == STATUS or events[-1].code == STATUS):
-            for event in events:
-                if event.code == STATUS:
-                    self._on_status(*decode_status(event.raw))
-            events = [e for e in events if e.code != STATUS]
-            if not events:
-                return
-        self.on_frame(events, data)
 
     def _on_status(self, status: str, message: str) -> None:
         if status in ("success", "connected", "auth_success"):
@@ -235,6 +240,11 @@ class UpstreamClient:
             "topics": len(self.demand.wanted),
             "last_error": self.last_error,
         }
+
+
+def _rebuilt(events: list) -> Frame:
+    """A frame of just these events (a status was taken out of a mixed frame)."""
+    return Frame(b"[" + b",".join(e.raw for e in events) + b"]", events)
 
 
 class _Retry(Exception):

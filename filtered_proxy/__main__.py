@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from common.clusters import Cluster
+from common.frames import Frame
 from common.hub import Hub
 from common.metrics import Metrics
 from common.runner import run_process
@@ -27,8 +28,8 @@ async def serve(settings: ProxySettings, log, stop: asyncio.Event) -> None:
     token = settings.internal_token or "tickfan-internal"
     hub: Hub
 
-    def publish(cluster: str, events, frame: bytes) -> None:
-        hub.publish(cluster, events)
+    def publish(cluster: str, frame: Frame) -> None:
+        hub.publish(cluster, frame.events)
 
     firehose = UpstreamSet("firehose", settings.firehose_url, token, log, metrics, grace_ms, publish)
     aggregator = (

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
+
 from common.bars import BarBook, ClockSkew
 from common.clusters import CLUSTERS, Cluster
 from common.conditions import ConditionRules
-from common.frames import Event, event_from_object
+from common.frames import Frame, FrameError, event_from_object
 from common.hub import Hub
 from common.metrics import Metrics
 from common.runner import run_process
@@ -51,16 +53,20 @@ class BarService:
         metrics.gauge("clock_offset_ms", lambda: {(("cluster", c),): s.offset for c, s in self.skews.items()},
                       "Estimated local clock minus trade clock, transport latency included.")
 
-    def on_frame(self, cluster: str, events: list[Event], frame: bytes) -> None:
-        trade_code = CLUSTERS[cluster].trade_code
-        relayed = [e for e in events if e.code != trade_code]
-        if len(relayed) != len(events):
-            book = self.books[cluster]
-            batch = book.decoder.decode_frame(frame)
+    def on_frame(self, cluster: str, frame: Frame) -> None:
+        book = self.books[cluster]
+        decoder = book.decoder
+        skipped = decoder.skipped
+        try:
+            batch = decoder.decode_frame(frame.data)  # trade-only frames never need splitting
+        except msgspec.DecodeError as exc:
+            raise FrameError(str(exc)) from None
+        if len(batch):
             self.skews[cluster].observe(_wall_ms(), batch.max_t)
             book.add(batch)
-        if relayed:
-            self.hub.publish(cluster, relayed)
+        if decoder.skipped != skipped:  # aggregates (or other events) rode along: relay them
+            trade_code = CLUSTERS[cluster].trade_code
+            self.hub.publish(cluster, [e for e in frame.events if e.code != trade_code])
 
     def set_subscriptions(self, cluster: Cluster) -> None:
         book = self.books.get(cluster.name)
@@ -97,7 +103,7 @@ async def serve(settings: AggregatorSettings, log, stop: asyncio.Event) -> None:
     hub: Hub
     bars: BarService
     firehose = UpstreamSet("firehose", settings.firehose_url, token, log, metrics,
-                           int(settings.upstream_grace_s * 1000), lambda c, ev, fr: bars.on_frame(c, ev, fr))
+                           int(settings.upstream_grace_s * 1000), lambda cluster, frame: bars.on_frame(cluster, frame))
 
     def on_topics(cluster: Cluster, first: list[Topic], last: list[Topic]) -> None:
         if any(t.interval_ms is not None for t in first + last):

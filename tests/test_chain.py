@@ -257,3 +257,15 @@ def test_static_firehose_subscriptions_parse_per_cluster():
     for bad in ("moon/T.*", "100Ms.AAPL", "XT.BTC-USD"):
         with pytest.raises(SettingsError):
             static_topics(bad)
+
+
+async def test_garbage_from_upstream_is_counted_and_skipped(chain):
+    up, fh, px = chain
+    c = await connect(px.port)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await until_upstream_has(up, {"T.AAPL"})
+    await up.send("/stocks", "this is not json")
+    await up.send("/stocks", '{"ev":"T"}')
+    await up.send("/stocks", f"[{trade('AAPL', q=21)}]")
+    await c.until(lambda ev: any(e.get("q") == 21 for e in ev))
+    assert status(fh.port)["counters"]["upstream_bad_frames"] == {"upstream=upstream_url/stocks": 2}
