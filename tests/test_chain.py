@@ -269,3 +269,17 @@ async def test_garbage_from_upstream_is_counted_and_skipped(chain):
     await up.send("/stocks", f"[{trade('AAPL', q=21)}]")
     await c.until(lambda ev: any(e.get("q") == 21 for e in ev))
     assert status(fh.port)["counters"]["upstream_bad_frames"] == {"upstream=upstream_url/stocks": 2}
+
+
+async def test_upstream_max_connections_backs_off_and_retries(procs):
+    up = await ScriptedUpstream(max_connections=True).start()
+    fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy", env={"UPSTREAM_URL": up.url})
+    c = await connect(fh.port)
+    await c.send({"action": "subscribe", "params": "T.AAPL"})
+    await async_wait_for(lambda: up.auth_attempts >= 2, what="a retry after max_connections")
+    upstream = status(fh.port)["upstreams"]["stocks"]
+    assert upstream["state"] in ("backoff", "connecting") and "max_connections" in upstream["last_error"]
+    up.max_connections = False  # the other session went away: the next retry gets in and subscribes
+    await async_wait_for(lambda: "T.AAPL" in up.subscriptions.get("/stocks", set()), timeout=30,
+                         what="subscribed after the limit cleared")
+    await up.close()
