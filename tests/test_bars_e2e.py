@@ -137,3 +137,19 @@ async def test_proxy_rejects_bars_topics_on_clusters_without_trades(bar_chain):
     await c.send({"action": "subscribe", "params": "100Ms.EUR/USD"})
     (reply,) = await c.recv_frame()
     assert reply == {"ev": "status", "status": "error", "message": "topic not available on /forex: 100Ms.EUR/USD"}
+
+
+async def test_crypto_bars_from_xt_trades_ignore_conditions(bar_chain):
+    up, fh, agg, px = bar_chain
+    c = await connect(px.port, path="/crypto")
+    await c.send({"action": "subscribe", "params": "100Ms.BTC-USD"})
+    await async_wait_for(lambda: "XT.BTC-USD" in up.subscriptions.get("/crypto", set()), what="XT subscription")
+    base = (int(time.time() * 1000) // 1000) * 1000
+    trades = [
+        {"ev": "XT", "pair": "BTC-USD", "p": 100.5, "t": base + 1, "s": 0.25, "c": [2], "i": "1", "x": 1, "r": base + 2},
+        {"ev": "XT", "pair": "BTC-USD", "p": 99.5, "t": base + 7, "s": 0.75, "c": [1], "i": "2", "x": 1, "r": base + 8},
+    ]
+    await up.send("/crypto", json.dumps(trades))
+    (mb,) = [e for e in await c.until(lambda ev: any(e["ev"] == "MB" for e in ev)) if e["ev"] == "MB"]
+    assert mb == bar("BTC-USD", 100, base, 100.5, 100.5, 99.5, 99.5, 1.0, (100.5 * 0.25 + 99.5 * 0.75) / 1.0, 2)
+    assert isinstance(mb["v"], float)
