@@ -212,6 +212,7 @@ class Hub:
                 await client.writer
         pending = client.pending + ([last] if last is not None else [])
         client.pending, client.pending_bytes = [], 0
+        self._forget(client)  # out of the index now: nothing more queues up while the close completes
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 for frame in pack_frames(pending):
