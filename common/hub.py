@@ -233,8 +233,9 @@ class Hub:
     async def _handle(self, ws: ServerConnection) -> None:
         cluster = cluster_for_path(ws.request.path if ws.request else "/")
         if cluster is None:
-            await ws.send(b"[" + protocol.error(f"unknown path {ws.request.path!r}: use one of "
-                                                 + ", ".join(c.path for c in CLUSTERS.values())) + b"]", text=True)
+            paths = ", ".join(c.path for c in CLUSTERS.values())
+            (frame,) = pack_frames([protocol.error(f"unknown path {ws.request.path!r}: use one of {paths}")])
+            await ws.send(frame, text=True)
             await ws.close(protocol.CLOSE_POLICY, "unknown path")
             return
         client = Client(ws, Session(cluster, self._authenticate, self.policy, self._admit))

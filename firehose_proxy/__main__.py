@@ -59,7 +59,7 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
 
     hub: Hub
     upstreams = UpstreamSet(
-        "polygon" if source == "polygon" else source, base, key, log, metrics, int(settings.upstream_grace_s * 1000),
+        source, base, key, log, metrics, int(settings.upstream_grace_s * 1000),
         on_frame=lambda cluster, frame: hub.publish(cluster, frame.events), static=static,
     )
 

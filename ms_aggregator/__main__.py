@@ -27,7 +27,6 @@ from ms_aggregator.settings import AggregatorSettings
 
 # Aggregates the aggregator relays so that a bars-only client can use 8768 alone.
 RELAYED_CODES = frozenset({"A", "AM", "XA", "XAS"})
-ASSET_CLASS = {"stocks": "stocks", "options": "options", "crypto": "crypto"}
 
 
 class BarService:
@@ -39,7 +38,7 @@ class BarService:
         self.skews: dict[str, ClockSkew] = {}
         for cluster in CLUSTERS.values():
             if cluster.has_bars:
-                rules = ConditionRules.load(settings.conditions_file or None, ASSET_CLASS[cluster.name])
+                rules = ConditionRules.load(settings.conditions_file or None, cluster.name)  # asset class == cluster name
                 self.books[cluster.name] = BarBook(cluster.name, rules, settings.bar_grace_ms)
                 self.skews[cluster.name] = ClockSkew()
         metrics.gauge("late_trades", lambda: {(("cluster", c),): b.late_trades for c, b in self.books.items()},
