@@ -11,7 +11,7 @@ from typing import Iterable, NamedTuple
 
 import msgspec
 
-from common.clusters import BAR_EVENT
+from common.clusters import BAR_EVENT, TICKER_FIELD
 from common.topics import bar_code
 
 MAX_FRAME_BYTES = 1 << 20  # every frame stays under 1 MiB (DESIGN §2)
@@ -49,11 +49,6 @@ _keys_decoder = msgspec.json.Decoder(list[_EventKey])
 _key_decoder = msgspec.json.Decoder(_EventKey)
 _str_decoder = msgspec.json.Decoder(str)
 
-# Event codes whose ticker is not in "sym" (DESIGN §2 table).
-_TICKER_ATTR = {"LULD": "T", "NOI": "T", "V": "T"}
-_TICKER_ATTR.update({code: "pair" for code in ("CA", "CAS", "XT", "XQ", "XA", "XAS", "XL2")})
-
-
 _SPECIAL = frozenset((BAR_EVENT, STATUS, "C"))
 
 
@@ -65,7 +60,7 @@ def _route(key: _EventKey) -> tuple[str, str]:
         return ev, key.status or ""
     if ev == "C":
         return ev, (_str_decoder.decode(key.p) if key.p is not None else "")
-    attr = _TICKER_ATTR.get(ev)
+    attr = TICKER_FIELD.get(ev)
     return ev, (getattr(key, attr) if attr else key.sym) or ""
 
 
@@ -87,7 +82,7 @@ def split_frame(data: bytes | str) -> list[Event]:
         if ev in _SPECIAL:
             out.append(new(Event, (*_route(key), raw)))
         else:
-            out.append(new(Event, (ev, getattr(key, _TICKER_ATTR.get(ev, "sym")) or "", raw)))
+            out.append(new(Event, (ev, getattr(key, TICKER_FIELD.get(ev, "sym")) or "", raw)))
     return out
 
 

@@ -90,7 +90,7 @@ class Hub:
         self.indexes: dict[str, TopicIndex[Client]] = {c: TopicIndex() for c in CLUSTERS}
         self.topic_counts: dict[str, Counter[Topic]] = {c: Counter() for c in CLUSTERS}
         self.clients: dict[int, Client] = {}
-        self.authenticated = 0
+        self.authenticated_count = 0
         self.started = time.monotonic()
         self._keys = settings.client_keys()
         if settings.internal_token:
@@ -228,7 +228,7 @@ class Hub:
         return not self._keys or key in self._keys
 
     def _admit(self) -> bool:
-        return self.authenticated < self.settings.max_clients
+        return self.authenticated_count < self.settings.max_clients
 
     async def _handle(self, ws: ServerConnection) -> None:
         cluster = cluster_for_path(ws.request.path if ws.request else "/")
@@ -257,7 +257,7 @@ class Hub:
                 reply = client.session.receive(message)
                 if client.session.authenticated and not was_authenticated:
                     timer.cancel()
-                    self.authenticated += 1
+                    self.authenticated_count += 1
                     self.log.info("client_authenticated", hub=self.name, client=client.id, remote=client.remote)
                 self._apply(client, reply)
                 if reply.close is not None:
@@ -307,7 +307,7 @@ class Hub:
         if self.clients.pop(client.id, None) is None:
             return
         if client.session.authenticated:
-            self.authenticated -= 1
+            self.authenticated_count -= 1
         if client.writer is not None:
             client.writer.cancel()
         removed = list(client.session.topics)
@@ -330,7 +330,7 @@ class Hub:
             "process": self.name,
             "uptime_s": round(time.monotonic() - self.started, 3),
             "clients": len(self.clients),
-            "authenticated_clients": self.authenticated,
+            "authenticated_clients": self.authenticated_count,
             "clusters": clusters,
             "counters": self.metrics.snapshot(),
         }

@@ -56,6 +56,25 @@ class HubSettings:
         return frozenset(keys)
 
 
+# What the tiers send each other when no keys are configured (loopback only): any key is accepted then.
+PLACEHOLDER_INTERNAL_TOKEN = "tickfan-internal"
+
+
+@dataclass(frozen=True)
+class TierSettings(HubSettings):
+    """What the three tiers share beyond the hub: they are each also a client of an upstream."""
+
+    upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")
+
+    @property
+    def upstream_grace_ms(self) -> int:
+        return int(self.upstream_grace_s * 1000)
+
+    def upstream_token(self) -> str:
+        """The token this tier authenticates to the tier above with."""
+        return self.internal_token or PLACEHOLDER_INTERNAL_TOKEN
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

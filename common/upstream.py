@@ -1,4 +1,7 @@
-"""The one resilient upstream client every tier uses: a Polygon-protocol client for one cluster (DESIGN §1, §3).
+"""The one resilient upstream client every tier uses: a Polygon-protocol client per cluster (DESIGN §1, §3).
+
+:class:`UpstreamClient` is one connection to one cluster; :class:`UpstreamSet` holds a source's clients (Polygon,
+the firehose, the aggregator), one per cluster, created when a cluster is first wanted.
 
 It authenticates, keeps the upstream subscribed to exactly the current demand (reference-counted, with a grace
 period before unsubscribing), reconnects with exponential backoff and jitter after any drop or
@@ -18,6 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from common import protocol
 from common.backoff import Backoff
+from common.clock import monotonic_ms
+from common.clusters import CLUSTERS, Cluster
 from common.demand import TopicDemand
 from common.frames import STATUS, Frame, FrameError, decode_status, split_frame
 from common.metrics import Metrics
@@ -27,6 +32,8 @@ STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
 
 # Called with each upstream data frame (status objects already handled and removed). May raise FrameError.
 FrameHandler = Callable[[Frame], None]
+# Called with (cluster name, frame) for each upstream data frame of an UpstreamSet.
+ClusterFrameHandler = Callable[[str, Frame], None]
 
 # Status objects always carry this; data frames without it need no split here (compact or not, the value is quoted).
 _STATUS_MARK = b'"status"'
@@ -83,7 +90,7 @@ class UpstreamClient:
 
     def unwant(self, topics: Iterable[str]) -> None:
         """One downstream fewer wants each topic; a topic nobody wants is unsubscribed after the grace period."""
-        self.demand.remove(topics, _now_ms())
+        self.demand.remove(topics, monotonic_ms())
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
@@ -91,11 +98,11 @@ class UpstreamClient:
         if due is None or self._expiry is not None:
             return
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(max(0.0, (due - _now_ms()) / 1000), self._expire)
+        self._expiry = loop.call_later(max(0.0, (due - monotonic_ms()) / 1000), self._expire)
 
     def _expire(self) -> None:
         self._expiry = None
-        gone = self.demand.due(_now_ms())
+        gone = self.demand.due(monotonic_ms())
         if gone:
             self._send("unsubscribe", gone)
         self._schedule_expiry()
@@ -251,5 +258,61 @@ class _Retry(Exception):
     """An upstream answer that is worth a reconnect with backoff (max_connections, a garbled greeting)."""
 
 
-def _now_ms() -> int:
-    return int(time.monotonic() * 1000)
+class UpstreamSet:
+    """The upstream connections of one source (Polygon, the firehose, the aggregator), one per cluster, lazily."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        key: str,
+        log,
+        metrics: Metrics,
+        grace_ms: int,
+        on_frame: ClusterFrameHandler,
+        static: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self.log = log
+        self.metrics = metrics
+        self.grace_ms = grace_ms
+        self.on_frame = on_frame
+        self.static = static or {}
+        self.clients: dict[str, UpstreamClient] = {}
+        metrics.gauge(
+            "upstream_connected",
+            lambda: {(("upstream", f"{self.name}/{c}"),): float(u.state == "connected") for c, u in self.clients.items()},
+            "1 while the upstream connection of a cluster is up.",
+        )
+
+    def get(self, cluster: Cluster) -> UpstreamClient:
+        client = self.clients.get(cluster.name)
+        if client is None:
+            name = cluster.name
+            client = UpstreamClient(
+                f"{self.name}/{name}", f"{self.base_url}/{name}", self._key,
+                lambda frame: self.on_frame(name, frame),
+                self.log, self.metrics, self.grace_ms, static=self.static.get(name, ()),
+            )
+            self.clients[name] = client
+            client.start().add_done_callback(self._ended)
+        return client
+
+    def start_static(self) -> None:
+        for name in self.static:
+            self.get(CLUSTERS[name])
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, UpstreamAuthFailed):  # auth failures were logged with a hint
+            self.log.error("upstream_stopped", source=self.name, error=f"{type(exc).__name__}: {exc}")
+
+    def status(self) -> dict:
+        return {name: client.status() for name, client in self.clients.items()}
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.clients.values()), return_exceptions=True)

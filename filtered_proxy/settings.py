@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.settings import HubSettings, setting
+from common.settings import TierSettings, setting
 
 
 @dataclass(frozen=True)
-class ProxySettings(HubSettings):
+class ProxySettings(TierSettings):
     """A filtered proxy: client auth, subscriptions and per-client filtering (run more on other ports to scale out)."""
 
     host: str = setting("127.0.0.1", "FILTERED_PROXY_HOST", "Address the proxy listens on.")
@@ -17,4 +17,3 @@ class ProxySettings(HubSettings):
     aggregator_url: str = setting(
         "ws://127.0.0.1:8768", "MS_AGGREGATOR_URL", "The ms_aggregator to take NMs bars from. Empty: no bars."
     )
-    upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")

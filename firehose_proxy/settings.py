@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.settings import HubSettings, setting
+from common.settings import TierSettings, setting
 
 
 @dataclass(frozen=True)
-class FirehoseSettings(HubSettings):
+class FirehoseSettings(TierSettings):
     """The firehose: the only upstream connections; rebroadcasts raw frames to the tiers below."""
 
     host: str = setting("127.0.0.1", "FIREHOSE_HOST", "Address the firehose listens on.")
@@ -21,7 +21,6 @@ class FirehoseSettings(HubSettings):
     subscribe: str = setting(
         "", "FIREHOSE_SUBSCRIBE", "Static upstream topics, always subscribed, e.g. T.*,Q.* ; prefix crypto/XT.* for other clusters."
     )
-    upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")
     sim_rate: float = setting(2000.0, "SIM_RATE", "Simulated stock trades per second (no key).")
     sim_seed: int = setting(7, "SIM_SEED", "Seed of the simulated market.")
     sim_tickers: str = setting("", "SIM_TICKERS", "Comma list of simulated stock tickers. Empty: a few dozen well-known ones.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.bars import DEFAULT_GRACE_MS
-from common.settings import HubSettings, setting
+from common.settings import TierSettings, setting
+from ms_aggregator.book import DEFAULT_GRACE_MS
 
 
 @dataclass(frozen=True)
-class AggregatorSettings(HubSettings):
+class AggregatorSettings(TierSettings):
     """The ms_aggregator: builds NMs millisecond bars from the firehose's trades; relays aggregates."""
 
     host: str = setting("127.0.0.1", "MS_AGGREGATOR_HOST", "Address the aggregator listens on.")
@@ -22,4 +22,3 @@ class AggregatorSettings(HubSettings):
     conditions_file: str = setting(
         "", "CONDITIONS_FILE", "A /v3/reference/conditions JSON download to use instead of the bundled rules."
     )
-    upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")

@@ -5,7 +5,6 @@ It deliberately shares no code with tickfan, so a bug in tickfan's hub cannot hi
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import websockets

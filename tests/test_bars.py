@@ -1,4 +1,4 @@
-"""The millisecond bar engine (common/bars.py) against its contract and its plain-Python reference."""
+"""The millisecond bar engine (ms_aggregator: decode, book, clock) against its contract and its plain-Python reference."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.bar_reference import ReferenceBook
-from common.bars import (
-    DEFAULT_GRACE_MS,
-    BarBook,
-    ClockSkew,
-    SymbolTable,
-    TradeDecoder,
+from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
+from ms_aggregator.clock import ClockSkew
+from ms_aggregator.conditions import (
+    UPDATES_ALL,
+    UPDATES_HIGH_LOW,
+    UPDATES_OPEN_CLOSE,
+    ConditionRules,
+    default_rules,
 )
-from common.conditions import UPDATES_ALL, UPDATES_HIGH_LOW, UPDATES_OPEN_CLOSE, ConditionRules, default_rules
+from ms_aggregator.decode import SymbolTable, TradeDecoder
+from tests.bar_oracle import ReferenceBook
 
 T0 = 1_700_000_000_000  # a multiple of 60000: every window of the usual intervals starts here
 G = DEFAULT_GRACE_MS

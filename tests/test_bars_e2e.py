@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import async_wait_for, connect, http_get, status
+from tests.helpers import async_wait_for, connect, http_get, run_client, status
 from tests.scripted_upstream import ScriptedUpstream
-from tests.test_official_client import run_client
 
 # (ticker, ms after the base second, price, size, conditions); arrival order as listed
 TRADES = [

@@ -8,17 +8,16 @@ import json
 import pytest
 import websockets
 
-from tests.conftest import async_wait_for, connect, http_get, status
+from tests.helpers import (
+    async_wait_for,
+    connect,
+    http_get,
+    quote,
+    status,
+    trade,
+    until_upstream_has,
+)
 from tests.scripted_upstream import ScriptedUpstream
-
-
-def trade(sym: str, price: str = "1.50", q: int = 1) -> str:
-    # prices written with trailing zeros on purpose: they must arrive byte-for-byte
-    return f'{{"ev":"T","sym":"{sym}","x":4,"i":"{q}","z":3,"p":{price},"s":100,"c":[0,12],"t":1536036818784,"q":{q}}}'
-
-
-def quote(sym: str, q: int = 1) -> str:
-    return f'{{"ev":"Q","sym":"{sym}","bx":4,"bp":114.120,"bs":1,"ax":7,"ap":114.130,"as":1,"c":0,"t":1536036818784,"q":{q}}}'
 
 
 @pytest.fixture
@@ -32,10 +31,6 @@ async def chain(procs):
                                       "UPSTREAM_GRACE_S": "0.3"})
     yield up, fh, px
     await up.close()
-
-
-async def until_upstream_has(up: ScriptedUpstream, topics: set[str], path: str = "/stocks"):
-    await async_wait_for(lambda: topics <= up.subscriptions.get(path, set()), what=f"upstream subscribed to {topics}")
 
 
 async def test_handshake_pipelined_auth_and_subscribes_and_filtering(chain):
@@ -209,7 +204,7 @@ def test_refuses_public_bind_without_keys(procs, tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     out = subprocess.run([sys.executable, "-m", "filtered_proxy", "--host", "0.0.0.0", "--port", "0"],
                          cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
@@ -249,7 +244,7 @@ async def test_oversized_message_closes_1009_and_others_carry_on(chain):
 
 def test_static_firehose_subscriptions_parse_per_cluster():
     from common.settings import SettingsError
-    from firehose_proxy.__main__ import static_topics
+    from firehose_proxy.static import static_topics
 
     assert static_topics("T.*, Q.AAPL,crypto/XT.*,forex/C.EUR/USD") == {
         "stocks": ["T.*", "Q.AAPL"], "crypto": ["XT.*"], "forex": ["C.EUR/USD"]}

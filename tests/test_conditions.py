@@ -1,4 +1,4 @@
-"""Loading SIP consolidated update rules (common/conditions.py, common/data/conditions.json)."""
+"""Loading SIP consolidated update rules (ms_aggregator/conditions.py, ms_aggregator/data/conditions.json)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from common.conditions import (
+from ms_aggregator.conditions import (
     UPDATES_ALL,
     UPDATES_HIGH_LOW,
     UPDATES_OPEN_CLOSE,
@@ -20,7 +20,7 @@ OC, HL, V = UPDATES_OPEN_CLOSE, UPDATES_HIGH_LOW, UPDATES_VOLUME
 
 
 def bundled_doc() -> dict:
-    return json.loads(resources.files("common").joinpath("data", "conditions.json").read_bytes())
+    return json.loads(resources.files("ms_aggregator").joinpath("data", "conditions.json").read_bytes())
 
 
 def test_bundled_file_has_the_rest_response_shape():

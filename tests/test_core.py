@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import random
 
-import msgspec
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common import protocol
 from common.backoff import Backoff
@@ -17,7 +17,14 @@ from common.frames import FrameError, event_from_object, pack_frames, split_fram
 from common.session import Session, TopicPolicy
 from common.settings import HubSettings, SettingsError, load_settings
 from common.topic_index import TopicIndex
-from common.topics import BARE, Topic, TopicError, native_expansion, parse_topic, split_params
+from common.topics import (
+    BARE,
+    Topic,
+    TopicError,
+    native_expansion,
+    parse_topic,
+    split_params,
+)
 
 STOCKS, CRYPTO, FOREX = CLUSTERS["stocks"], CLUSTERS["crypto"], CLUSTERS["forex"]
 

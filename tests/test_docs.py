@@ -9,9 +9,9 @@ import pytest
 from common.settings import HubSettings, settings_table
 from filtered_proxy.settings import ProxySettings
 from firehose_proxy.settings import FirehoseSettings
-from firehose_proxy.simulator import SimulatorSettings
+from firehose_proxy.sources.simulator import SimulatorSettings
 from ms_aggregator.settings import AggregatorSettings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("cls", [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings])

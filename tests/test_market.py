@@ -1,4 +1,4 @@
-"""The simulated market (common/market.py): determinism, NBBO-consistent trades, SIP-rule aggregates, wire shapes."""
+"""The simulated market (firehose_proxy/sources/market): determinism, NBBO-consistent trades, SIP-rule aggregates, wire shapes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.market import MarketConfig, SimulatedMarket
+from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 START = 1_700_000_000_123  # deliberately not on a second boundary
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / "massive-websocket-spec.json"

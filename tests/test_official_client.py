@@ -12,7 +12,7 @@ massive = pytest.importorskip("massive")
 from massive import WebSocketClient  # noqa: E402
 from massive.websocket.models import EquityAgg, EquityQuote, EquityTrade  # noqa: E402
 
-from tests.conftest import status  # noqa: E402
+from tests.helpers import run_client, status  # noqa: E402
 
 
 @pytest.fixture
@@ -21,31 +21,6 @@ async def default_stack(procs):
     px = await asyncio.to_thread(procs.start, "proxy", "filtered_proxy",
                                  env={"FIREHOSE_URL": f"ws://127.0.0.1:{fh.port}", "MS_AGGREGATOR_URL": ""})
     return fh, px
-
-
-async def run_client(client: WebSocketClient, done) -> list:
-    got: list = []
-
-    async def handle(msgs):
-        if isinstance(msgs, list):
-            got.extend(msgs)  # parsed models
-        else:
-            got.append(msgs)  # raw=True: one whole frame
-        if done(got):
-            raise _Done
-
-    try:
-        await asyncio.wait_for(client.connect(handle), 20)
-    except _Done:
-        pass
-    finally:
-        if client.websocket is not None:
-            await client.close()
-    return got
-
-
-class _Done(Exception):
-    pass
 
 
 async def test_official_client_gets_parsed_objects_for_exactly_its_tickers(default_stack, caplog):

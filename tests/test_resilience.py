@@ -10,9 +10,8 @@ import time
 import pytest
 import websockets
 
-from tests.conftest import async_wait_for, connect, status
+from tests.helpers import async_wait_for, connect, status, trade, until_upstream_has
 from tests.scripted_upstream import ScriptedUpstream
-from tests.test_chain import trade, until_upstream_has
 
 
 @pytest.fixture

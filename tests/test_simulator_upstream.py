@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import async_wait_for, connect, status
+from tests.helpers import async_wait_for, connect, status
 
 
 async def test_simulator_sees_one_connection_with_union_of_demand(procs):
-    sim = await asyncio.to_thread(procs.start, "sim", "firehose_proxy.simulator", env={"SIM_RATE": "3000"})
+    sim = await asyncio.to_thread(procs.start, "sim", "firehose_proxy.sources.simulator", env={"SIM_RATE": "3000"})
     fh = await asyncio.to_thread(procs.start, "firehose", "firehose_proxy",
                                  env={"UPSTREAM_URL": f"ws://127.0.0.1:{sim.port}", "UPSTREAM_GRACE_S": "0.2"})
     proxies = [

@@ -1,6 +1,6 @@
-"""A deliberately plain reference for :mod:`common.bars`: dicts, lists and loops, no numpy, stdlib ``json``.
+"""A deliberately plain reference for :mod:`ms_aggregator.book`: dicts, lists and loops, no numpy, stdlib ``json``.
 
-Same contract as :class:`common.bars.BarBook` (see that module's docstring), written the obvious way: each open
+Same contract as :class:`ms_aggregator.book.BarBook` (see that module's docstring), written the obvious way: each open
 window keeps its trades in arrival order and the bar is computed from that list when the window closes. It is slow on
 purpose; tests check the fast book against it, and ``scripts/bench_bars`` measures both.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from common.bars import DEFAULT_GRACE_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
 from common.clusters import BAR_EVENT, CLUSTERS, TICKER_FIELD
-from common.conditions import ConditionRules, default_rules
+from common.topics import MAX_BAR_MS, MIN_BAR_MS
+from ms_aggregator.book import DEFAULT_GRACE_MS
+from ms_aggregator.conditions import ConditionRules, default_rules
 
 __all__ = ["ReferenceBook", "Trade"]
 
@@ -49,7 +50,7 @@ class ReferenceBook:
         self.wildcard = set()
         self.named = {}
         for interval, ticker in subs:
-            if not MIN_INTERVAL_MS <= interval <= MAX_INTERVAL_MS:
+            if not MIN_BAR_MS <= interval <= MAX_BAR_MS:
                 raise ValueError(f"interval out of range: {interval}")
             if ticker == "*":
                 self.wildcard.add(interval)

@@ -3,7 +3,7 @@
 Each trade carries a list of condition ids (Polygon's numbering). Whether the trade may update a bar's open/close,
 high/low and volume follows the *consolidated* processing guidelines of the CTA and UTP plans, which Polygon
 publishes at ``GET /v3/reference/conditions`` under ``update_rules.consolidated``. The rules ship in
-``common/data/conditions.json`` (that response's shape); a live response can replace the file as is.
+``ms_aggregator/data/conditions.json`` (that response's shape); a live response can replace the file as is.
 
 A trade's rules combine by AND: it updates a field only if *every* one of its conditions does. A trade without
 conditions, and a condition id the rules do not know, count as regular (update everything).
@@ -106,9 +106,9 @@ class ConditionRules:
 
     @classmethod
     def load(cls, path: str | Path | None = None, asset_class: str = "stocks") -> ConditionRules:
-        """Read a conditions response from ``path``; None reads the bundled ``common/data/conditions.json``."""
+        """Read a conditions response from ``path``; None reads the bundled ``ms_aggregator/data/conditions.json``."""
         if path is None:
-            data = resources.files("common").joinpath("data", "conditions.json").read_bytes()
+            data = resources.files("ms_aggregator").joinpath("data", "conditions.json").read_bytes()
         else:
             data = Path(path).read_bytes()
         return cls.from_response(data, asset_class)

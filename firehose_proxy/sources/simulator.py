@@ -8,16 +8,16 @@ as a stand-in upstream or a load generator.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
+from common.clock import wall_ms
 from common.frames import event_from_object
 from common.hub import Hub
-from common.market import MarketConfig, SimulatedMarket
 from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
 from common.settings import HubSettings, setting
+from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 TICK_S = 0.005  # how often the market advances: trades reach clients within ~5 ms of their timestamp
 
@@ -45,7 +45,7 @@ class SimulatedUpstream:
     """A :class:`Hub` fed by a :class:`SimulatedMarket` on a timer."""
 
     def __init__(self, config: MarketConfig, settings: HubSettings, log, metrics: Metrics | None = None) -> None:
-        self.market = SimulatedMarket(config, start_ms=_wall_ms())
+        self.market = SimulatedMarket(config, start_ms=wall_ms())
         self.hub = Hub("simulator", settings, TopicPolicy(bars_unavailable="the simulated market sells no ms bars"),
                        log, metrics or Metrics("simulator"))
         self._ticker: asyncio.Task | None = None
@@ -58,7 +58,7 @@ class SimulatedUpstream:
     async def _run(self) -> None:
         hub = self.hub
         while True:
-            for cluster, objects in self.market.advance(_wall_ms()).items():
+            for cluster, objects in self.market.advance(wall_ms()).items():
                 if objects and hub.indexes[cluster]:
                     hub.publish(cluster, [event_from_object(o) for o in objects])
             await asyncio.sleep(TICK_S)
@@ -67,10 +67,6 @@ class SimulatedUpstream:
         if self._ticker is not None:
             self._ticker.cancel()
         await self.hub.close()
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def serve(settings: SimulatorSettings, log, stop: asyncio.Event) -> None:

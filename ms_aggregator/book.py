@@ -1,13 +1,14 @@
 """Millisecond bars from trades (DESIGN §2, "Millisecond bars"): the pure, I/O-free core of ``ms_aggregator``.
 
-Data flow: :class:`TradeDecoder` turns Polygon frames into a :class:`TradeBatch` of numpy columns;
-:meth:`BarBook.add` merges a batch into the open bars of every subscribed ``(ticker, interval)``;
-:meth:`BarBook.close_due` emits the bars whose window has closed, as ``MB`` event JSON. :class:`ClockSkew` maps the
-local clock onto the trades' clock so the shell can call ``book.close_due(skew.market_now(local_now))``.
+Data flow: :class:`~ms_aggregator.decode.TradeDecoder` turns Polygon frames into a ``TradeBatch`` of numpy
+columns; :meth:`BarBook.add` merges a batch into the open bars of every subscribed ``(ticker, interval)``;
+:meth:`BarBook.close_due` emits the bars whose window has closed, as ``MB`` event JSON
+(:mod:`ms_aggregator.bar_event`). :class:`~ms_aggregator.clock.ClockSkew` maps the local clock onto the trades'
+clock so the shell can call ``book.close_due(skew.market_now(local_now))``.
 Nothing here reads a clock or does I/O: time is always an argument, in Unix milliseconds.
 
 Bar semantics, per window ``[s, e)`` with ``s = t - t % N`` on the trade's SIP timestamp ``t`` and ``e = s + N``.
-Each trade has a flag mask from its conditions (:mod:`common.conditions`; crypto trades are always all-eligible):
+Each trade has a flag mask from its conditions (:mod:`ms_aggregator.conditions`; crypto trades are always all-eligible):
 
 - ``o``/``c``: price of the first/last trade, in arrival order, that updates open/close. A window with no such trade
   but with trades that update high/low takes ``o``/``c`` from the first/last of *those* instead.
@@ -28,17 +29,14 @@ in ``e`` order across calls. Trades whose conditions update nothing never touch 
 
 from __future__ import annotations
 
-import operator
-from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Iterable
 
-import msgspec
 import numpy as np
 
-from common.clusters import BAR_EVENT, CLUSTERS
-from common.conditions import (
+from common.clusters import CLUSTERS
+from common.topics import MAX_BAR_MS, MIN_BAR_MS
+from ms_aggregator.bar_event import NO_SEQ, encode_bars
+from ms_aggregator.conditions import (
     UPDATES_ALL,
     UPDATES_HIGH_LOW,
     UPDATES_OPEN_CLOSE,
@@ -46,17 +44,9 @@ from common.conditions import (
     ConditionRules,
     default_rules,
 )
+from ms_aggregator.decode import SymbolTable, TradeBatch, TradeDecoder
 
-__all__ = [
-    "DEFAULT_GRACE_MS",
-    "MIN_INTERVAL_MS",
-    "MAX_INTERVAL_MS",
-    "SymbolTable",
-    "TradeBatch",
-    "TradeDecoder",
-    "BarBook",
-    "ClockSkew",
-]
+__all__ = ["DEFAULT_GRACE_MS", "BarBook"]
 
 #: How long after ``e`` (in market time) a window stays open. The :class:`ClockSkew` estimate already absorbs the
 #: constant part of the local-vs-SIP offset and of transport latency, so grace only has to cover *jitter*: trades
@@ -64,15 +54,10 @@ __all__ = [
 #: frames every few ms. 30 ms covers that with margin while keeping a 100 ms bar no more than ~a third of a
 #: window late.
 DEFAULT_GRACE_MS = 30
-MIN_INTERVAL_MS = 1
-MAX_INTERVAL_MS = 60_000
 
-_I64_MAX = int(np.iinfo(np.int64).max)
+_I64_MAX = NO_SEQ
 _NO_WINDOW = int(np.iinfo(np.int64).min)  # "no open window" in the per-series cache; never a real window start
 _NEVER = -(2**62)  # "nothing closed yet"
-_MASK_CACHE_LIMIT = 4096
-
-_CLUSTER_ASSET_CLASS = {"stocks": "stocks", "options": "options", "crypto": "crypto"}
 
 
 def _nonzero(a: np.ndarray) -> np.ndarray:
@@ -94,215 +79,6 @@ class _FlagLut:
 
 _FLAG_LUT = _FlagLut()
 
-
-class SymbolTable:
-    """Ticker ↔ dense int id. Ids are assigned on first sight and never reused."""
-
-    __slots__ = ("names", "ids", "__weakref__")
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ids: dict[str, int] = _AutoIds(self.names)
-
-    def id(self, name: str) -> int:
-        """The id of ``name``, assigning the next one if new."""
-        return self.ids[name]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-class _AutoIds(dict):
-    __slots__ = ("_names",)
-
-    def __init__(self, names: list[str]) -> None:
-        super().__init__()
-        self._names = names
-
-    def __missing__(self, name: str) -> int:
-        i = len(self._names)
-        self._names.append(name)
-        self[name] = i
-        return i
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class TradeBatch:
-    """Trades as columns, in arrival order. ``tid`` indexes ``symbols.names``; ``flags`` holds
-    :data:`~common.conditions.UPDATES_OPEN_CLOSE` (bit 0), ``UPDATES_HIGH_LOW`` (bit 1), ``UPDATES_VOLUME`` (bit 2).
-    """
-
-    symbols: SymbolTable
-    tid: np.ndarray  # int32
-    price: np.ndarray  # float64
-    size: np.ndarray  # float64
-    t: np.ndarray  # int64, SIP timestamp, Unix ms
-    flags: np.ndarray  # uint8
-
-    def __len__(self) -> int:
-        return len(self.t)
-
-    @property
-    def max_t(self) -> int | None:
-        """The newest trade timestamp, or None for an empty batch (what :meth:`ClockSkew.observe` wants)."""
-        return int(self.t.max()) if len(self.t) else None
-
-    @classmethod
-    def empty(cls, symbols: SymbolTable) -> TradeBatch:
-        return cls(
-            symbols,
-            np.empty(0, np.int32),
-            np.empty(0, np.float64),
-            np.empty(0, np.float64),
-            np.empty(0, np.int64),
-            np.empty(0, np.uint8),
-        )
-
-
-# Wire shapes of the trade events. Tagged on "ev", so a frame holding anything else fails the fast decoder and
-# takes the per-event path. Only the fields bars need are declared; msgspec skips the rest. The bounds keep every
-# value representable in the numpy columns (and window arithmetic exact); a trade outside them is malformed.
-_Size = Annotated[float, msgspec.Meta(ge=0)]
-_Millis = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
-
-
-class _StockTrade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
-    sym: str
-    p: float
-    s: _Size
-    t: _Millis
-    c: tuple[int, ...] | None = None  # a tuple is hashable: the condition-mask cache is keyed by it directly
-
-
-class _CryptoTrade(msgspec.Struct, tag_field="ev", tag="XT", gc=False):
-    pair: str
-    p: float
-    s: _Size
-    t: _Millis  # conditions are not decoded: crypto trades are all eligible
-
-
-class _AnyEvent(msgspec.Struct):
-    ev: str = ""
-
-
-class _MaskCache(dict):
-    """Condition tuple → flag mask, filled on demand from the rules."""
-
-    __slots__ = ("_rules",)
-
-    def __init__(self, rules: ConditionRules) -> None:
-        super().__init__()
-        self._rules = rules
-
-    def __missing__(self, conditions: tuple[int, ...] | None) -> int:
-        if len(self) >= _MASK_CACHE_LIMIT:  # hostile input could otherwise grow it without bound
-            self.clear()
-        mask = self[conditions] = self._rules.mask(conditions)
-        return mask
-
-
-_get_p = operator.attrgetter("p")
-_get_s = operator.attrgetter("s")
-_get_t = operator.attrgetter("t")
-_get_c = operator.attrgetter("c")
-
-
-class TradeDecoder:
-    """Decodes Polygon frames of one cluster into :class:`TradeBatch` es.
-
-    Only the cluster's trade events (``T``; ``XT`` on crypto) are kept; every other event is skipped and counted in
-    ``skipped``; trade events missing a field or with a field of the wrong type are skipped and counted in
-    ``malformed``. Ticker ids come from ``symbols`` (shared with a :class:`BarBook`; a new table by default).
-    """
-
-    def __init__(self, cluster: str, rules: ConditionRules | None = None, symbols: SymbolTable | None = None) -> None:
-        info = CLUSTERS.get(cluster)
-        if info is None or not info.has_bars:
-            raise ValueError(f"no trades to build bars from on cluster {cluster!r}")
-        self.cluster = cluster
-        self.trade_code: str = info.trade_code  # type: ignore[assignment]
-        self.symbols = symbols if symbols is not None else SymbolTable()
-        self.rules = rules if rules is not None else default_rules(_CLUSTER_ASSET_CLASS[cluster])
-        self.skipped = 0
-        self.malformed = 0
-        self._crypto = cluster == "crypto"
-        trade_type = _CryptoTrade if self._crypto else _StockTrade
-        self._fast = msgspec.json.Decoder(list[trade_type])
-        self._one = msgspec.json.Decoder(trade_type)
-        self._raws = msgspec.json.Decoder(list[msgspec.Raw])
-        self._kind = msgspec.json.Decoder(_AnyEvent)
-        self._get_sym = operator.attrgetter("pair" if self._crypto else "sym")
-        self._masks = _MaskCache(self.rules)
-
-    def decode_frame(self, frame: bytes | str) -> TradeBatch:
-        """Decode one websocket text frame (a JSON array of event objects; a lone object is accepted too).
-
-        Raises :class:`msgspec.DecodeError` if the frame is not JSON.
-        """
-        try:
-            trades = self._fast.decode(frame)
-        except msgspec.ValidationError:
-            trades = self._decode_mixed(frame)
-        return self._columns(trades)
-
-    def decode(self, events: Sequence[bytes]) -> TradeBatch:
-        """Decode events given one JSON object each (e.g. the items a frame splitter yields)."""
-        if not events:
-            return TradeBatch.empty(self.symbols)
-        return self.decode_frame(b"[" + b",".join(events) + b"]")
-
-    def _decode_mixed(self, frame: bytes | str) -> list:
-        try:
-            raws: list = self._raws.decode(frame)
-        except msgspec.ValidationError:  # valid JSON but not an array: take it as a single event
-            raws = [frame]
-        trades = []
-        for raw in raws:
-            try:
-                trades.append(self._one.decode(raw))
-            except msgspec.ValidationError:
-                try:
-                    ev = self._kind.decode(raw).ev
-                except msgspec.ValidationError:
-                    ev = ""
-                if ev == self.trade_code:
-                    self.malformed += 1
-                else:
-                    self.skipped += 1
-        return trades
-
-    def _columns(self, trades: list) -> TradeBatch:
-        n = len(trades)
-        if n == 0:
-            return TradeBatch.empty(self.symbols)
-        # One C-level pass per column (map + attrgetter + fromiter): no per-trade Python bytecode.
-        price = np.fromiter(map(_get_p, trades), np.float64, n)
-        size = np.fromiter(map(_get_s, trades), np.float64, n)
-        t = np.fromiter(map(_get_t, trades), np.int64, n)
-        tid = np.fromiter(map(self.symbols.ids.__getitem__, map(self._get_sym, trades)), np.int32, n)
-        if self._crypto:
-            flags = np.full(n, UPDATES_ALL, np.uint8)
-        else:
-            flags = np.fromiter(map(self._masks.__getitem__, map(_get_c, trades)), np.uint8, n)
-        return TradeBatch(self.symbols, tid, price, size, t, flags)
-
-
-class _MB(msgspec.Struct, tag_field="ev", tag=BAR_EVENT, gc=False):
-    # Field order is the wire order; "ev" (the tag) goes first.
-    sym: str
-    interval: int
-    o: float
-    h: float
-    l: float  # noqa: E741 - the wire name
-    c: float
-    v: int | float
-    vw: float
-    n: int
-    s: int
-    e: int
-
-
-_encode = msgspec.json.Encoder().encode
 
 # Per-bar columns and the value a free slot holds (slots are reset when freed, so allocation is cheap).
 _FLOAT_COLS = {"o": 0.0, "c": 0.0, "h": -np.inf, "l": np.inf, "v": 0.0, "pv": 0.0, "xo": 0.0, "xc": 0.0}
@@ -346,7 +122,7 @@ class BarBook:
             raise ValueError("grace_ms must be >= 0")
         self.cluster = cluster
         self.grace_ms = int(grace_ms)
-        self.rules = rules if rules is not None else default_rules(_CLUSTER_ASSET_CLASS[cluster])
+        self.rules = rules if rules is not None else default_rules(cluster)
         self.symbols = symbols if symbols is not None else SymbolTable()
         self._float_volume = cluster == "crypto"
         self._decoder: TradeDecoder | None = None
@@ -416,8 +192,8 @@ class BarBook:
             if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)):
                 raise ValueError(f"interval must be an int, not {interval!r}")
             interval = int(interval)
-            if not MIN_INTERVAL_MS <= interval <= MAX_INTERVAL_MS:
-                raise ValueError(f"interval out of range {MIN_INTERVAL_MS}..{MAX_INTERVAL_MS} ms: {interval}")
+            if not MIN_BAR_MS <= interval <= MAX_BAR_MS:
+                raise ValueError(f"interval out of range {MIN_BAR_MS}..{MAX_BAR_MS} ms: {interval}")
             if not isinstance(ticker, str) or not ticker:
                 raise ValueError(f"ticker must be a non-empty string, not {ticker!r}")
             clean.add((interval, ticker))
@@ -700,41 +476,8 @@ class BarBook:
     # -- closing --------------------------------------------------------------------------------------------------
 
     def _emit(self, due: np.ndarray) -> list[bytes]:
-        if len(due) == 0:
-            return []
-        c = self._cols
-        has_oc = c["first"][due] != _I64_MAX
-        priced = has_oc | (c["xfirst"][due] != _I64_MAX)
-        if not priced.all():  # volume-only windows: no bar
-            self.volume_only_windows += int(len(due) - priced.sum())
-            due, has_oc = due[priced], has_oc[priced]
-            if len(due) == 0:
-                return []
-        o = np.where(has_oc, c["o"][due], c["xo"][due])
-        cl = np.where(has_oc, c["c"][due], c["xc"][due])
-        h, lo = c["h"][due], c["l"][due]
-        h = np.where(h == -np.inf, np.maximum(o, cl), h)
-        lo = np.where(lo == np.inf, np.minimum(o, cl), lo)
-        v = c["v"][due]
-        vw = cl.copy()
-        np.divide(c["pv"][due], v, out=vw, where=v != 0)  # IEEE division: the same float as pv / v in Python
-        if self._float_volume:
-            vol: list = v.tolist()
-        elif (v == np.floor(v)).all():
-            vol = v.astype(np.int64).tolist()
-        else:
-            vol = [int(x) if x.is_integer() else x for x in v.tolist()]
-        names = self.symbols.names
-        syms = [names[i] for i in c["tid"][due].tolist()]
-        end, ivl = c["end"][due].tolist(), c["ivl"][due].tolist()
-        cols = (o.tolist(), h.tolist(), lo.tolist(), cl.tolist(), vol, vw.tolist(), c["n"][due].tolist())
-        o_, h_, l_, c_, v_, vw_, n_ = cols
-        start = c["s"][due].tolist()
-        mb, enc = _MB, _encode
-        out = [
-            enc(mb(sym, iv, o_[i], h_[i], l_[i], c_[i], v_[i], vw_[i], n_[i], start[i], e))
-            for e, sym, iv, i in sorted(zip(end, syms, ivl, range(len(end))))
-        ]
+        out, volume_only = encode_bars(self._cols, due, self.symbols.names, self._float_volume)
+        self.volume_only_windows += volume_only
         self.bars_out += len(out)
         return out
 
@@ -833,55 +576,3 @@ class BarBook:
             mapping = np.concatenate([mapping, np.array(more, np.int32)])
             self._foreign = (table, mapping)
         return mapping[batch.tid]
-
-
-class ClockSkew:
-    """Estimates ``offset = local clock - trade clock`` so that ``market_now(local) = local - offset`` tracks the
-    timestamps of the trades arriving now.
-
-    Each observation is ``d = local_now - trade_t``: the clock offset plus that trade's transport latency. The
-    estimate is the lower median of per-bucket minima (``bucket_ms`` buckets over the last ``buckets`` of them,
-    the current one included). A bucket's minimum is its least-delayed trade, so delayed trades do not inflate it;
-    the median over buckets ignores a bucket with a bogus early timestamp. The estimate therefore includes the
-    minimal transport latency, and grace only has to absorb jitter above it. A step of the local clock is followed
-    within about half the window; until then a forward step can close windows early. No observations: offset 0.
-    """
-
-    def __init__(self, bucket_ms: int = 1000, buckets: int = 10) -> None:
-        if bucket_ms <= 0 or buckets <= 0:
-            raise ValueError("bucket_ms and buckets must be positive")
-        self.bucket_ms = int(bucket_ms)
-        self.buckets = int(buckets)
-        self._done: deque[tuple[int, int]] = deque()  # (bucket number, min d) of completed buckets
-        self._bucket: int | None = None
-        self._min = 0
-        self._offset = 0
-
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    def observe(self, local_now_ms: int, trade_t_ms: int | None) -> None:
-        """Record that a trade stamped ``trade_t_ms`` arrived at ``local_now_ms``. For a batch, pass its newest
-        timestamp (:attr:`TradeBatch.max_t`): the least-delayed trade of the batch. None is ignored."""
-        if trade_t_ms is None:
-            return
-        local = int(local_now_ms)
-        d = local - int(trade_t_ms)
-        bucket = local // self.bucket_ms
-        if bucket == self._bucket:
-            if d >= self._min:
-                return
-            self._min = d
-        else:
-            if self._bucket is not None:
-                self._done.append((self._bucket, self._min))
-            self._bucket, self._min = bucket, d
-            while self._done and self._done[0][0] <= bucket - self.buckets:
-                self._done.popleft()
-        mins = sorted([m for _, m in self._done] + [self._min])
-        self._offset = mins[(len(mins) - 1) // 2]
-
-    def market_now(self, local_now_ms: int) -> int:
-        """The local time mapped onto the trades' clock: what to pass to :meth:`BarBook.close_due`."""
-        return int(local_now_ms) - self._offset

@@ -1,0 +1,215 @@
+"""Polygon trade frames to numpy columns: the aggregator's decoder (pure, no I/O).
+
+:class:`TradeDecoder` turns one websocket frame of a cluster into a :class:`TradeBatch` (ticker id, price, size,
+SIP timestamp and condition flag mask per trade, in arrival order). Only the cluster's trade events are kept;
+everything else is counted and skipped. It never builds bars and never reads a clock.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+import numpy as np
+
+from common.clusters import CLUSTERS
+from ms_aggregator.conditions import UPDATES_ALL, ConditionRules, default_rules
+
+__all__ = ["SymbolTable", "TradeBatch", "TradeDecoder"]
+
+_MASK_CACHE_LIMIT = 4096
+
+
+class SymbolTable:
+    """Ticker ↔ dense int id. Ids are assigned on first sight and never reused."""
+
+    __slots__ = ("names", "ids", "__weakref__")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.ids: dict[str, int] = _AutoIds(self.names)
+
+    def id(self, name: str) -> int:
+        """The id of ``name``, assigning the next one if new."""
+        return self.ids[name]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class _AutoIds(dict):
+    __slots__ = ("_names",)
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self._names = names
+
+    def __missing__(self, name: str) -> int:
+        i = len(self._names)
+        self._names.append(name)
+        self[name] = i
+        return i
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TradeBatch:
+    """Trades as columns, in arrival order. ``tid`` indexes ``symbols.names``; ``flags`` holds
+    :data:`~ms_aggregator.conditions.UPDATES_OPEN_CLOSE` (bit 0), ``UPDATES_HIGH_LOW`` (bit 1), ``UPDATES_VOLUME`` (bit 2).
+    """
+
+    symbols: SymbolTable
+    tid: np.ndarray  # int32
+    price: np.ndarray  # float64
+    size: np.ndarray  # float64
+    t: np.ndarray  # int64, SIP timestamp, Unix ms
+    flags: np.ndarray  # uint8
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def max_t(self) -> int | None:
+        """The newest trade timestamp, or None for an empty batch (what :meth:`ClockSkew.observe` wants)."""
+        return int(self.t.max()) if len(self.t) else None
+
+    @classmethod
+    def empty(cls, symbols: SymbolTable) -> TradeBatch:
+        return cls(
+            symbols,
+            np.empty(0, np.int32),
+            np.empty(0, np.float64),
+            np.empty(0, np.float64),
+            np.empty(0, np.int64),
+            np.empty(0, np.uint8),
+        )
+
+
+# Wire shapes of the trade events. Tagged on "ev", so a frame holding anything else fails the fast decoder and
+# takes the per-event path. Only the fields bars need are declared; msgspec skips the rest. The bounds keep every
+# value representable in the numpy columns (and window arithmetic exact); a trade outside them is malformed.
+_Size = Annotated[float, msgspec.Meta(ge=0)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+
+
+class _StockTrade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
+    sym: str
+    p: float
+    s: _Size
+    t: _Millis
+    c: tuple[int, ...] | None = None  # a tuple is hashable: the condition-mask cache is keyed by it directly
+
+
+class _CryptoTrade(msgspec.Struct, tag_field="ev", tag="XT", gc=False):
+    pair: str
+    p: float
+    s: _Size
+    t: _Millis  # conditions are not decoded: crypto trades are all eligible
+
+
+class _AnyEvent(msgspec.Struct):
+    ev: str = ""
+
+
+class _MaskCache(dict):
+    """Condition tuple → flag mask, filled on demand from the rules."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: ConditionRules) -> None:
+        super().__init__()
+        self._rules = rules
+
+    def __missing__(self, conditions: tuple[int, ...] | None) -> int:
+        if len(self) >= _MASK_CACHE_LIMIT:  # hostile input could otherwise grow it without bound
+            self.clear()
+        mask = self[conditions] = self._rules.mask(conditions)
+        return mask
+
+
+_get_p = operator.attrgetter("p")
+_get_s = operator.attrgetter("s")
+_get_t = operator.attrgetter("t")
+_get_c = operator.attrgetter("c")
+
+
+class TradeDecoder:
+    """Decodes Polygon frames of one cluster into :class:`TradeBatch` es.
+
+    Only the cluster's trade events (``T``; ``XT`` on crypto) are kept; every other event is skipped and counted in
+    ``skipped``; trade events missing a field or with a field of the wrong type are skipped and counted in
+    ``malformed``. Ticker ids come from ``symbols`` (shared with a :class:`BarBook`; a new table by default).
+    """
+
+    def __init__(self, cluster: str, rules: ConditionRules | None = None, symbols: SymbolTable | None = None) -> None:
+        info = CLUSTERS.get(cluster)
+        if info is None or not info.has_bars:
+            raise ValueError(f"no trades to build bars from on cluster {cluster!r}")
+        self.cluster = cluster
+        self.trade_code: str = info.trade_code  # type: ignore[assignment]
+        self.symbols = symbols if symbols is not None else SymbolTable()
+        self.rules = rules if rules is not None else default_rules(cluster)
+        self.skipped = 0
+        self.malformed = 0
+        self._crypto = cluster == "crypto"
+        trade_type = _CryptoTrade if self._crypto else _StockTrade
+        self._fast = msgspec.json.Decoder(list[trade_type])
+        self._one = msgspec.json.Decoder(trade_type)
+        self._raws = msgspec.json.Decoder(list[msgspec.Raw])
+        self._kind = msgspec.json.Decoder(_AnyEvent)
+        self._get_sym = operator.attrgetter("pair" if self._crypto else "sym")
+        self._masks = _MaskCache(self.rules)
+
+    def decode_frame(self, frame: bytes | str) -> TradeBatch:
+        """Decode one websocket text frame (a JSON array of event objects; a lone object is accepted too).
+
+        Raises :class:`msgspec.DecodeError` if the frame is not JSON.
+        """
+        try:
+            trades = self._fast.decode(frame)
+        except msgspec.ValidationError:
+            trades = self._decode_mixed(frame)
+        return self._columns(trades)
+
+    def decode(self, events: Sequence[bytes]) -> TradeBatch:
+        """Decode events given one JSON object each (e.g. the items a frame splitter yields)."""
+        if not events:
+            return TradeBatch.empty(self.symbols)
+        return self.decode_frame(b"[" + b",".join(events) + b"]")
+
+    def _decode_mixed(self, frame: bytes | str) -> list:
+        try:
+            raws: list = self._raws.decode(frame)
+        except msgspec.ValidationError:  # valid JSON but not an array: take it as a single event
+            raws = [frame]
+        trades = []
+        for raw in raws:
+            try:
+                trades.append(self._one.decode(raw))
+            except msgspec.ValidationError:
+                try:
+                    ev = self._kind.decode(raw).ev
+                except msgspec.ValidationError:
+                    ev = ""
+                if ev == self.trade_code:
+                    self.malformed += 1
+                else:
+                    self.skipped += 1
+        return trades
+
+    def _columns(self, trades: list) -> TradeBatch:
+        n = len(trades)
+        if n == 0:
+            return TradeBatch.empty(self.symbols)
+        # One C-level pass per column (map + attrgetter + fromiter): no per-trade Python bytecode.
+        price = np.fromiter(map(_get_p, trades), np.float64, n)
+        size = np.fromiter(map(_get_s, trades), np.float64, n)
+        t = np.fromiter(map(_get_t, trades), np.int64, n)
+        tid = np.fromiter(map(self.symbols.ids.__getitem__, map(self._get_sym, trades)), np.int32, n)
+        if self._crypto:
+            flags = np.full(n, UPDATES_ALL, np.uint8)
+        else:
+            flags = np.fromiter(map(self._masks.__getitem__, map(_get_c, trades)), np.uint8, n)
+        return TradeBatch(self.symbols, tid, price, size, t, flags)
