@@ -163,6 +163,18 @@ class Hub:
                     client.wake.set()
             touched.clear()
 
+    def tell(self, cluster: str, obj: bytes, wants: Callable[[Topic], bool]) -> int:
+        """Queue ``obj`` (one status object) to every client of ``cluster`` holding a topic that ``wants`` accepts,
+        behind the data already queued for it. Returns how many clients were told. Not a hot path."""
+        told = 0
+        for client in list(self.clients.values()):
+            if client.closing or client.session.cluster.name != cluster:
+                continue
+            if any(wants(topic) for topic in client.session.topics):
+                self._enqueue(client, [obj])
+                told += 1
+        return told
+
     def _enqueue(self, client: Client, objects: list[bytes]) -> None:
         client.pending.extend(objects)
         client.pending_bytes += sum(len(o) + 1 for o in objects)

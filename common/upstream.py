@@ -34,6 +34,10 @@ STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
 FrameHandler = Callable[[Frame], None]
 # Called with (cluster name, frame) for each upstream data frame of an UpstreamSet.
 ClusterFrameHandler = Callable[[str, Frame], None]
+# Called with (True, "") when the link is up (authenticated), (False, reason) when an up link is lost.
+LinkHandler = Callable[[bool, str], None]
+# The same for an UpstreamSet, with the cluster name first.
+ClusterLinkHandler = Callable[[str, bool, str], None]
 
 # Status objects always carry this; data frames without it need no split here (compact or not, the value is quoted).
 _STATUS_MARK = b'"status"'
@@ -56,17 +60,20 @@ class UpstreamClient:
         static: Iterable[str] = (),
         backoff: Backoff | None = None,
         open_timeout_s: float = 10.0,
+        on_link: LinkHandler | None = None,
     ) -> None:
         self.name = name
         self.url = url
         self._key = key
         self.on_frame = on_frame
+        self.on_link = on_link
         self.log = log.bind(upstream=name, url=url)
         self.metrics = metrics
         self.demand = TopicDemand(grace_ms, static)
         self.backoff = backoff or Backoff()
         self.open_timeout_s = open_timeout_s
         self.state = "idle"
+        self.link_up = False
         self.last_error = ""
         self.connects = 0
         self._ws: ClientConnection | None = None
@@ -151,6 +158,7 @@ class UpstreamClient:
             started = time.monotonic()
             try:
                 await self._session()
+                self.last_error = "connection closed by the upstream"
             except UpstreamAuthFailed as exc:
                 self.state = "auth_failed"
                 self.last_error = str(exc)
@@ -168,6 +176,7 @@ class UpstreamClient:
                 self._ws = None
             if self._stopping:
                 break
+            self._set_link(False, self.last_error)
             self.state = "backoff"
             if time.monotonic() - started >= STABLE_AFTER_S:
                 self.backoff.reset()
@@ -194,9 +203,17 @@ class UpstreamClient:
             self._ws = ws
             self.state = "connected"
             self.log.info("upstream_connected", topics=len(self.demand.wanted))
+            self._set_link(True, "")
             self._send("subscribe", sorted(self.demand.wanted))
             async for frame in ws:
                 self._on_message(frame)
+
+    def _set_link(self, up: bool, reason: str) -> None:
+        if up == self.link_up:
+            return
+        self.link_up = up
+        if self.on_link is not None:
+            self.on_link(up, reason)
 
     def _on_message(self, message: bytes | str) -> None:
         data = message.encode() if isinstance(message, str) else message
@@ -271,6 +288,7 @@ class UpstreamSet:
         grace_ms: int,
         on_frame: ClusterFrameHandler,
         static: dict[str, list[str]] | None = None,
+        on_link: ClusterLinkHandler | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -279,6 +297,7 @@ class UpstreamSet:
         self.metrics = metrics
         self.grace_ms = grace_ms
         self.on_frame = on_frame
+        self.on_link = on_link
         self.static = static or {}
         self.clients: dict[str, UpstreamClient] = {}
         metrics.gauge(
@@ -295,6 +314,7 @@ class UpstreamSet:
                 f"{self.name}/{name}", f"{self.base_url}/{name}", self._key,
                 lambda frame: self.on_frame(name, frame),
                 self.log, self.metrics, self.grace_ms, static=self.static.get(name, ()),
+                on_link=(lambda up, reason: self.on_link(name, up, reason)) if self.on_link is not None else None,
             )
             self.clients[name] = client
             client.start().add_done_callback(self._ended)
