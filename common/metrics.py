@@ -17,6 +17,7 @@ class Metrics:
         self._counters: dict[str, dict[Labels, float]] = {}
         self._help: dict[str, str] = {}
         self._gauges: dict[str, Callable[[], dict[Labels, float] | float]] = {}
+        self._read_counters: set[str] = set()
 
     def describe(self, name: str, help: str) -> None:
         self._help[name] = help
@@ -30,9 +31,15 @@ class Metrics:
         series[key] = series.get(key, 0) + n
 
     def gauge(self, name: str, read: Callable[[], dict[Labels, float] | float], help: str = "") -> None:
+        """A value read when rendered that may go up and down."""
         self._gauges[name] = read
         if help:
             self._help[name] = help
+
+    def counter_from(self, name: str, read: Callable[[], dict[Labels, float] | float], help: str = "") -> None:
+        """A total kept elsewhere (only ever rising), read when rendered and exported as a counter."""
+        self.gauge(name, read, help)
+        self._read_counters.add(name)
 
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get(name, {}).get(tuple(labels.items()), 0)
@@ -53,7 +60,7 @@ class Metrics:
             full = f"{self.prefix}_{name}"
             if name in self._help:
                 lines.append(f"# HELP {full} {self._help[name]}")
-            lines.append(f"# TYPE {full} {'gauge' if name in self._gauges else 'counter'}")
+            lines.append(f"# TYPE {full} {'gauge' if name in self._gauges and name not in self._read_counters else 'counter'}")
             for key, val in series.items() or {(): 0}.items():
                 labels = (("process", self.process),) + key
                 label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)

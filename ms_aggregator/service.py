@@ -35,11 +35,11 @@ class BarService:
                 rules = ConditionRules.load(settings.conditions_file or None, cluster.name)  # asset class == cluster name
                 self.books[cluster.name] = BarBook(cluster.name, rules, settings.bar_grace_ms)
                 self.skews[cluster.name] = ClockSkew()
-        metrics.gauge("late_trades", lambda: {(("cluster", c),): b.late_trades for c, b in self.books.items()},
+        metrics.counter_from("late_trades", lambda: {(("cluster", c),): b.late_trades for c, b in self.books.items()},
                       "Trades that arrived after their window closed (dropped, not merged).")
-        metrics.gauge("trades_in", lambda: {(("cluster", c),): b.trades_in for c, b in self.books.items()},
+        metrics.counter_from("trades_in", lambda: {(("cluster", c),): b.trades_in for c, b in self.books.items()},
                       "Trades added to bar books.")
-        metrics.gauge("bars_out", lambda: {(("cluster", c),): b.bars_out for c, b in self.books.items()},
+        metrics.counter_from("bars_out", lambda: {(("cluster", c),): b.bars_out for c, b in self.books.items()},
                       "Millisecond bars emitted.")
         metrics.gauge("open_bars", lambda: {(("cluster", c),): b.open_bars for c, b in self.books.items()},
                       "Bars currently open.")

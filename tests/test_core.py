@@ -309,3 +309,18 @@ def test_client_keys_from_list_and_file(tmp_path):
     f.write_text("k2 # team\n\n# comment\nk3\n")
     s = HubSettings(api_keys="k1, ,k2", keys_file=str(f))
     assert s.client_keys() == {"k1", "k2", "k3"}
+
+
+def test_metrics_types_in_prometheus_text():
+    from common.metrics import Metrics
+
+    m = Metrics("p")
+    m.inc("frames", 2, upstream="a")
+    m.gauge("clients", lambda: 3, "Connected clients.")
+    m.counter_from("bars_out", lambda: {(("cluster", "stocks"),): 7}, "Bars emitted.")
+    text = m.prometheus()
+    assert "# TYPE tickfan_frames counter" in text
+    assert "# TYPE tickfan_clients gauge" in text
+    assert "# TYPE tickfan_bars_out counter" in text
+    assert 'tickfan_bars_out{process="p",cluster="stocks"} 7' in text
+    assert m.snapshot()["bars_out"] == {"cluster=stocks": 7}
