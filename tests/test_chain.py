@@ -140,6 +140,9 @@ async def test_upstream_auth_failure_stops_without_hot_loop(procs):
     await async_wait_for(lambda: status(fh.port)["upstreams"].get("stocks", {}).get("state") == "auth_failed",
                          what="upstream state auth_failed")
     assert up.auth_attempts == 1
+    # No retry follows: the first retry of a backoff loop would come within 0.5 s; watch for 2 s.
+    with pytest.raises(AssertionError, match="timed out"):
+        await async_wait_for(lambda: up.auth_attempts > 1, timeout=2.0, what="a retry after auth_failed")
     assert "wrong-secret-key" not in fh.log() and "wrong-secret-key" not in http_get(fh.port, "/status")[2]
     assert "upstream_auth_failed" in fh.log()
     await up.close()
@@ -232,8 +235,12 @@ async def test_oversized_message_closes_1009_and_others_carry_on(chain):
     up, fh, px = chain
     good = await connect(px.port)
     await good.send({"action": "subscribe", "params": "T.AAPL"})
+    edge = await connect(px.port)
+    await edge.send("x" * (1 << 20))  # exactly 1 MiB: too large to act on, small enough to read
+    (reply,) = await edge.recv_frame()
+    assert reply["status"] == "error" and "message too large" in reply["message"]
     big = await connect(px.port)
-    await big.send("x" * (1 << 20 + 1))
+    await big.send("x" * ((1 << 20) + 1))
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await big.ws.recv()
     assert closed.value.rcvd.code == 1009

@@ -270,27 +270,44 @@ def test_demand_refcounts_with_grace():
 
 
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(["a", "b", "c"])), max_size=30))
-def test_demand_wanted_covers_every_counted_topic(ops):
-    d = TopicDemand(grace_ms=0)
+def test_demand_with_no_grace_wants_exactly_the_counted_topics(ops):
+    d = TopicDemand(grace_ms=0, static=["s"])
     counts: dict[str, int] = {}
+    subscribed: set[str] = {"s"}  # what the upstream holds, replayed from add()'s and due()'s answers
     for now, (add, topic) in enumerate(ops):
         if add:
-            d.add([topic])
+            subscribed.update(d.add([topic]))
             counts[topic] = counts.get(topic, 0) + 1
         elif counts.get(topic):
             d.remove([topic], now)
             counts[topic] -= 1
-        d.due(now)
-        assert {t for t, n in counts.items() if n > 0} <= d.wanted
+        subscribed.difference_update(d.due(now))
+        expected = {t for t, n in counts.items() if n > 0} | {"s"}
+        assert d.wanted == expected  # nothing unwanted lingers, nothing wanted is missing
+        assert subscribed == expected  # and the subscribe/unsubscribe answers say exactly that
+
+
+class _Extreme(random.Random):
+    """An rng whose uniform draw is always the top (or bottom) of its range: shows the ceiling itself."""
+
+    def __init__(self, top: bool) -> None:
+        super().__init__(0)
+        self.top = top
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.top else a
 
 
 def test_backoff_grows_caps_and_resets():
-    b = Backoff(base_s=1, cap_s=8, rng=random.Random(1))
-    ceilings = [min(8, 2**i) for i in range(6)]
-    delays = [b.next_delay() for _ in ceilings]
-    assert all(0 <= d <= c for d, c in zip(delays, ceilings))
+    b = Backoff(base_s=1, cap_s=8, rng=_Extreme(top=True))
+    assert [b.next_delay() for _ in range(6)] == [1, 2, 4, 8, 8, 8]  # doubles, then stays at the cap
     b.reset()
-    assert b.next_delay() <= 1
+    assert b.next_delay() == 1
+    low = Backoff(base_s=1, cap_s=8, rng=_Extreme(top=False))
+    assert low.next_delay() == 0  # full jitter: a delay may be anything down to 0
+    jittered = Backoff(base_s=1, cap_s=8, rng=random.Random(1))
+    delays = [jittered.next_delay() for _ in range(6)]
+    assert all(0 <= d <= c for d, c in zip(delays, [1, 2, 4, 8, 8, 8])) and len(set(delays)) == 6
 
 
 # -- settings ---------------------------------------------------------------------------------------------------
