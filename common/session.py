@@ -64,6 +64,9 @@ class Session:
             return self._auth(msg.params)
         if not self.authenticated:
             return Reply([protocol.AUTH_REQUIRED], [], [])
+        if not split_params(msg.params):
+            return Reply([protocol.error(f"{msg.action}: no topics in params (expected a comma list like T.AAPL,Q.AAPL)")],
+                         [], [])
         if msg.action == "subscribe":
             return self._subscribe(msg.params)
         return self._unsubscribe(msg.params)

@@ -98,16 +98,23 @@ def load_settings(cls: type[T], argv: Sequence[str] | None = None, environ: Mapp
     args = parser.parse_args(argv)
     values = {}
     for f in fields:
-        raw = getattr(args, f.name)
+        flag, env = "--" + f.name.replace("_", "-"), f.metadata["env"]
+        raw, source = getattr(args, f.name), f"flag {flag}"
         if raw is None:
-            raw = environ.get(f.metadata["env"])
+            raw, source = environ.get(env), f"{env} (environment or .env)"
         if raw is None:
             continue
         try:
             values[f.name] = _convert(raw, type(f.default))
         except ValueError:
-            raise SettingsError(f"{f.metadata['env']}: cannot read {raw!r} as {type(f.default).__name__}") from None
+            raise SettingsError(
+                f"{source}: cannot read {raw!r} as {_KIND_NAMES.get(type(f.default), type(f.default).__name__)} "
+                f"(the setting is {env}, flag {flag})"
+            ) from None
     return cls(**values)
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true/false", str: "text"}
 
 
 def _convert(raw: str, kind: type) -> Any:

@@ -63,7 +63,10 @@ def split_params(params: str) -> list[str]:
 
 
 def parse_topic(cluster: Cluster, text: str) -> Topic:
-    """Parse and validate one topic for ``cluster``; raises :class:`TopicError` with the client-facing reason."""
+    """Parse and validate one topic for ``cluster``; raises :class:`TopicError` with the client-facing reason.
+
+    The ticker is upper-cased (the canonical form acks name); the code is matched as given.
+    """
     if text == WILDCARD:
         return BARE
     code, dot, ticker = text.partition(".")  # tickers may contain dots (BRK.B), codes never do
@@ -71,6 +74,7 @@ def parse_topic(cluster: Cluster, text: str) -> Topic:
         raise TopicError(f"unknown topic: {text}")
     if not ticker or len(ticker) > MAX_TICKER_LEN or not _TICKER.fullmatch(ticker):
         raise TopicError(f"invalid ticker: {text}")
+    ticker = ticker.upper()  # Polygon tickers are upper case: t.aapl would otherwise never match
     interval = bar_interval(code)
     if interval is not None:
         if not MIN_BAR_MS <= interval <= MAX_BAR_MS:

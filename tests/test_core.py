@@ -216,6 +216,17 @@ def test_session_auth_subscribe_unsubscribe():
     assert reply.removed == [Topic("T", "AAPL")]
 
 
+def test_tickers_are_upper_cased_and_acked_in_canonical_form():
+    s = _session()
+    s.receive(b'{"action":"auth","params":"good"}')
+    reply = s.receive(b'{"action":"subscribe","params":"T.aapl,100Ms.msft,XT.btc-usd"}')
+    assert [o["message"] for o in _statuses(reply.out)] == [
+        "subscribed to: T.AAPL", "subscribed to: 100Ms.MSFT", "topic not available on /stocks: XT.btc-usd"]
+    assert reply.added == [Topic("T", "AAPL"), Topic("100Ms", "MSFT")]
+    reply = s.receive(b'{"action":"unsubscribe","params":"T.Aapl"}')
+    assert reply.removed == [Topic("T", "AAPL")]
+
+
 def test_session_auth_failed_closes_1008():
     reply = _session().receive(b'{"action":"auth","params":"bad"}')
     assert _statuses(reply.out)[0]["status"] == "auth_failed" and reply.close[0] == 1008
@@ -233,10 +244,14 @@ def test_session_max_connections():
         (b'{"action":"dance","params":""}', "unknown action: 'dance'"),
         (b'["auth"]', "invalid message"),
         (b'{"params":"x"}', "invalid message"),
+        (b'{"action":"subscribe"}', "subscribe: no topics in params"),
+        (b'{"action":"subscribe","params":" , "}', "subscribe: no topics in params"),
+        (b'{"action":"unsubscribe","params":""}', "unsubscribe: no topics in params"),
     ],
 )
 def test_session_bad_messages_get_error_and_stay_up(message, text):
     s = _session()
+    s.receive(b'{"action":"auth","params":"good"}')
     reply = s.receive(message)
     (status,) = _statuses(reply.out)
     assert status["status"] == "error" and text in status["message"] and reply.close is None
@@ -317,8 +332,10 @@ def test_settings_cli_over_env_over_default():
     env = {"AUTH_TIMEOUT_S": "3", "MAX_CLIENTS": "5"}
     s = load_settings(HubSettings, ["--max-clients", "7"], env)
     assert (s.auth_timeout_s, s.max_clients, s.log_level) == (3.0, 7, "info")
-    with pytest.raises(SettingsError):
+    with pytest.raises(SettingsError, match=r"^MAX_CLIENTS \(environment or \.env\): cannot read 'many' as a whole"):
         load_settings(HubSettings, [], {"MAX_CLIENTS": "many"})
+    with pytest.raises(SettingsError, match=r"^flag --auth-timeout-s: cannot read 'soon' as a number.*AUTH_TIMEOUT_S"):
+        load_settings(HubSettings, ["--auth-timeout-s", "soon"], env)
 
 
 def test_client_keys_from_list_and_file(tmp_path):

@@ -95,3 +95,21 @@ async def test_sigterm_closes_clients_with_1012_and_exits_0_fast(procs):
     assert closed.value.rcvd.code == 1012
     assert await asyncio.to_thread(px.popen.wait, 5) == 0
     assert time.monotonic() - started < 5
+
+
+def test_port_in_use_is_one_clear_line_naming_the_setting(procs, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    first = procs.start("proxy", "filtered_proxy", env={"MS_AGGREGATOR_URL": ""})
+    second = subprocess.run(
+        [sys.executable, "-m", "filtered_proxy", "--port", str(first.port)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=20, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert second.returncode == 1
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert f"127.0.0.1:{first.port}" in lines[0] and "FILTERED_PROXY_PORT" in lines[0] and "--port" in lines[0]
+    assert "Traceback" not in second.stderr
