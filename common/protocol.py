@@ -62,6 +62,27 @@ def slow_consumer(limit_bytes: int) -> bytes:
     )
 
 
+UPSTREAM_DOWN = "upstream_down"
+UPSTREAM_RESTORED = "upstream_restored"
+_DOWN_SUFFIX = "; it will resume by itself"
+
+
+def upstream_down(cluster: str, reason: str) -> bytes:
+    """Told to every client whose topics depend on a lost upstream (DESIGN §2, "Telling clients what happened")."""
+    return status(UPSTREAM_DOWN, f"{cluster} feed interrupted: {reason}{_DOWN_SUFFIX}")
+
+
+def upstream_restored(cluster: str, down_s: float) -> bytes:
+    return status(UPSTREAM_RESTORED, f"{cluster} feed restored after {down_s:.1f} s")
+
+
+def upstream_down_reason(message: str) -> str:
+    """The reason inside an ``upstream_down`` message from the tier above (the message itself if not ours)."""
+    _, sep, rest = message.partition(" feed interrupted: ")
+    reason = rest if sep else message
+    return reason[: -len(_DOWN_SUFFIX)] if reason.endswith(_DOWN_SUFFIX) else reason
+
+
 class ClientMessage(msgspec.Struct, frozen=True):
     action: str
     params: str = ""

@@ -1,13 +1,16 @@
-"""The one resilient upstream client every tier uses: a Polygon-protocol client per cluster (DESIGN §1, §3).
-
-:class:`UpstreamClient` is one connection to one cluster; :class:`UpstreamSet` holds a source's clients (Polygon,
-the firehose, the aggregator), one per cluster, created when a cluster is first wanted.
+"""The one resilient upstream client every tier uses: a Polygon-protocol client for one cluster (DESIGN §1, §3).
 
 It authenticates, keeps the upstream subscribed to exactly the current demand (reference-counted, with a grace
-period before unsubscribing), reconnects with exponential backoff and jitter after any drop or
-``max_connections``, re-sends every topic after a reconnect, and hands each data frame to ``on_frame``.
-``auth_failed`` stops it for good with a clear error: retrying a bad key only gets an account locked.
-The key is sent in the auth message and never logged.
+period before unsubscribing), reconnects with exponential backoff and jitter after any drop, silence (no pong within
+the ping timeout) or ``max_connections``, re-sends every topic after a reconnect, and hands each data frame to
+``on_frame`` as bytes. ``auth_failed`` stops it for good with a clear error: retrying a bad key only gets an account
+locked. The key is sent in the auth message and never logged.
+
+Supervision: nothing that arrives can end the connection task. A frame that is not a frame of events, or that the
+handler cannot take, is counted and skipped (logged at most once a second, with a sample); an unexpected error ends
+only that connection, which is re-established with backoff. :class:`~common.feed.FeedState` turns link events and the
+tier above's ``upstream_down``/``upstream_restored`` into announcements for ``on_link``; other statuses (per-topic
+errors) go to ``on_status``. :class:`~common.upstream_set.UpstreamSet` holds one client per cluster.
 """
 
 from __future__ import annotations
@@ -22,25 +25,27 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from common import protocol
 from common.backoff import Backoff
 from common.clock import monotonic_ms
-from common.clusters import CLUSTERS, Cluster
 from common.demand import TopicDemand
+from common.feed import Announcement, FeedState
 from common.frames import STATUS, Frame, FrameError, decode_status, split_frame
+from common.logs import LogThrottle
 from common.metrics import Metrics
 
 SUBSCRIBE_CHUNK = 500  # topics per subscribe message, to keep control messages small
 STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
+SAMPLE_BYTES = 200  # how much of a bad frame a log line shows
 
-# Called with each upstream data frame (status objects already handled and removed). May raise FrameError.
+# Called with each upstream data frame (status objects already handled and removed). May raise anything: counted.
 FrameHandler = Callable[[Frame], None]
-# Called with (cluster name, frame) for each upstream data frame of an UpstreamSet.
-ClusterFrameHandler = Callable[[str, Frame], None]
-# Called with (True, "") when the link is up (authenticated), (False, reason) when an up link is lost.
+# Called with (False, reason) when the feed is interrupted and (True, "") when it is restored (see common.feed).
 LinkHandler = Callable[[bool, str], None]
-# The same for an UpstreamSet, with the cluster name first.
-ClusterLinkHandler = Callable[[str, bool, str], None]
+# Called with (status, message, raw object) for statuses that are not the handshake's, acks or outage reports.
+StatusHandler = Callable[[str, str, bytes], None]
 
 # Status objects always carry this; data frames without it need no split here (compact or not, the value is quoted).
 _STATUS_MARK = b'"status"'
+_QUIET_STATUSES = frozenset({"success", "connected", "auth_success"})
+_RESTART_CODES = frozenset({1001, 1012})  # the tier above is restarting or going away on purpose
 
 
 class UpstreamAuthFailed(RuntimeError):
@@ -61,29 +66,46 @@ class UpstreamClient:
         backoff: Backoff | None = None,
         open_timeout_s: float = 10.0,
         on_link: LinkHandler | None = None,
+        on_status: StatusHandler | None = None,
+        ping_interval_s: float = 10.0,
+        ping_timeout_s: float = 10.0,
+        settle_ms: int | None = None,
     ) -> None:
         self.name = name
         self.url = url
         self._key = key
         self.on_frame = on_frame
         self.on_link = on_link
+        self.on_status = on_status
         self.log = log.bind(upstream=name, url=url)
         self.metrics = metrics
         self.demand = TopicDemand(grace_ms, static)
         self.backoff = backoff or Backoff()
         self.open_timeout_s = open_timeout_s
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self.feed = FeedState() if settle_ms is None else FeedState(settle_ms)
         self.state = "idle"
-        self.link_up = False
         self.last_error = ""
+        self.last_outage_ms = 0
         self.connects = 0
+        self.frames = 0
+        self.bad_frames = 0
+        self.bad_events = 0
+        self.errors = 0
+        self.last_frame_at: float | None = None  # monotonic seconds
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._settle: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._throttle = LogThrottle()
         for counter, help in (
             ("upstream_reconnects", "Upstream connections re-established after a drop."),
             ("upstream_frames", "Frames received from upstreams."),
-            ("upstream_bad_frames", "Upstream frames that were not JSON arrays of events (skipped)."),
+            ("upstream_bad_frames", "Upstream frames that were not JSON arrays of events (counted, skipped)."),
+            ("upstream_bad_events", "Upstream frames whose events could not be handled (counted, skipped)."),
+            ("upstream_errors", "Upstream connections ended by an unexpected error (re-established with backoff)."),
         ):
             metrics.describe(counter, help)
 
@@ -134,14 +156,20 @@ class UpstreamClient:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task:
-        if self._task is None:
+        """Run the connection task (again, if the last one ended)."""
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self.run(), name=f"upstream-{self.name}")
         return self._task
 
-    async def stop(self) -> None:
+    def stopping(self) -> None:
+        """From now on this is a deliberate stop: no reconnects, no warnings, no announcements."""
         self._stopping = True
-        if self._expiry is not None:
-            self._expiry.cancel()
+        for handle in (self._expiry, self._settle):
+            if handle is not None:
+                handle.cancel()
+
+    async def stop(self) -> None:
+        self.stopping()
         if self._ws is not None:
             await self._ws.close()
         if self._task is not None:
@@ -156,6 +184,7 @@ class UpstreamClient:
         """Connect and stay connected until stopped; raises :class:`UpstreamAuthFailed` on a rejected key."""
         while not self._stopping:
             started = time.monotonic()
+            was_up = self.feed.link_up
             try:
                 await self._session()
                 self.last_error = "connection closed by the upstream"
@@ -163,20 +192,39 @@ class UpstreamClient:
                 self.state = "auth_failed"
                 self.last_error = str(exc)
                 self.log.error("upstream_auth_failed", error=str(exc), hint="check the key; not retrying")
+                self._lost(f"{self.name} rejected our key (auth_failed); an operator must fix the key")
                 raise
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, FrameError, _Retry) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.log.warning("upstream_disconnected", error=self.last_error)
             except InvalidURI as exc:
                 self.state = "failed"
                 self.last_error = str(exc)
                 self.log.error("upstream_bad_url", error=str(exc))
+                self._lost(f"{self.name} has a bad URL; an operator must fix it")
                 raise
+            except asyncio.CancelledError:
+                raise
+            except ConnectionClosed as exc:
+                self.last_error = _closed_reason(exc)
+                if self._stopping:
+                    break
+                if exc.rcvd is not None and exc.rcvd.code in _RESTART_CODES:
+                    self.log.info("upstream_restarting", reason=self.last_error)
+                else:
+                    self.log.warning("upstream_disconnected", error=self.last_error)
+            except (OSError, InvalidHandshake, TimeoutError, FrameError, _Retry) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if not self._stopping:
+                    self.log.warning("upstream_disconnected", error=self.last_error)
+            except Exception as exc:  # noqa: BLE001 - supervision: a bug ends this connection, never the task
+                self.errors += 1
+                self.metrics.inc("upstream_errors", upstream=self.name)
+                self.last_error = f"unexpected {type(exc).__name__}: {exc}"
+                self.log.exception("upstream_error", error=self.last_error)
             finally:
                 self._ws = None
             if self._stopping:
                 break
-            self._set_link(False, self.last_error)
+            self._lost(f"{self.name}: {self.last_error}" if was_up or self.feed.link_up else
+                       f"cannot reach {self.name}: {self.last_error}")
             self.state = "backoff"
             if time.monotonic() - started >= STABLE_AFTER_S:
                 self.backoff.reset()
@@ -187,7 +235,8 @@ class UpstreamClient:
     async def _session(self) -> None:
         self.state = "connecting"
         async with connect(
-            self.url, open_timeout=self.open_timeout_s, max_size=None, compression=None, close_timeout=1
+            self.url, open_timeout=self.open_timeout_s, max_size=None, compression=None, close_timeout=1,
+            ping_interval=self.ping_interval_s, ping_timeout=self.ping_timeout_s,
         ) as ws:
             async with asyncio.timeout(self.open_timeout_s):
                 await self._expect(ws, "connected")
@@ -203,49 +252,102 @@ class UpstreamClient:
             self._ws = ws
             self.state = "connected"
             self.log.info("upstream_connected", topics=len(self.demand.wanted))
-            self._set_link(True, "")
             self._send("subscribe", sorted(self.demand.wanted))
-            async for frame in ws:
-                self._on_message(frame)
+            self.feed.link_established(monotonic_ms())
+            self._schedule_settle()
+            while True:
+                self._on_message(await ws.recv(decode=False))
 
-    def _set_link(self, up: bool, reason: str) -> None:
-        if up == self.link_up:
-            return
-        self.link_up = up
-        if self.on_link is not None:
-            self.on_link(up, reason)
+    # -- what arrives ------------------------------------------------------------------------------------------
 
-    def _on_message(self, message: bytes | str) -> None:
-        data = message.encode() if isinstance(message, str) else message
+    def _on_message(self, data: bytes) -> None:
+        self.frames += 1
+        self.last_frame_at = time.monotonic()
         self.metrics.inc("upstream_frames", upstream=self.name)
         try:
             if _STATUS_MARK in data:
                 events = split_frame(data)
                 for event in events:
                     if event.code == STATUS:
-                        self._on_status(*decode_status(event.raw))
+                        self._on_status(*decode_status(event.raw), bytes(event.raw))
                 data_events = [e for e in events if e.code != STATUS]
                 if not data_events:
                     return
                 frame = Frame(data, data_events) if len(data_events) == len(events) else _rebuilt(data_events)
             else:
                 frame = Frame(data)
+            self._announce(self.feed.data(monotonic_ms()))
             self.on_frame(frame)
         except FrameError as exc:
+            self.bad_frames += 1
             self.metrics.inc("upstream_bad_frames", upstream=self.name)
-            self.log.warning("upstream_bad_frame", error=str(exc), size=len(data))
+            self._log_bad("upstream_bad_frame", exc, data)
+        except Exception as exc:  # noqa: BLE001 - supervision: bad data never ends the connection task
+            self.bad_events += 1
+            self.metrics.inc("upstream_bad_events", upstream=self.name)
+            self._log_bad("upstream_bad_event", exc, data)
 
-    def _on_status(self, status: str, message: str) -> None:
-        if status in ("success", "connected", "auth_success"):
+    def _log_bad(self, event: str, exc: Exception, data: bytes) -> None:
+        held = self._throttle.allow(event, time.monotonic())
+        if held is not None:
+            self.log.warning(event, error=f"{type(exc).__name__}: {exc}"[:300], size=len(data),
+                             sample=data[:SAMPLE_BYTES].decode("utf-8", "replace"), similar_since_last=held)
+
+    def _on_status(self, status: str, message: str, raw: bytes) -> None:
+        now = monotonic_ms()
+        if status == protocol.UPSTREAM_DOWN:
+            self._announce(self.feed.relayed(now, True, protocol.upstream_down_reason(message)))
+        elif status == protocol.UPSTREAM_RESTORED:
+            self._announce(self.feed.relayed(now, False))
+        elif status in _QUIET_STATUSES:
             self.log.debug("upstream_status", status=status, message=message)
+            return
         else:
             self.log.warning("upstream_status", status=status, message=message)
+        if self.on_status is not None and status not in (protocol.UPSTREAM_DOWN, protocol.UPSTREAM_RESTORED):
+            self.on_status(status, message, raw)
+
+    # -- announcements -----------------------------------------------------------------------------------------
+
+    def _lost(self, reason: str) -> None:
+        if self._stopping:
+            return
+        now = monotonic_ms()
+        self._announce(self.feed.link_lost(now, reason) if self.feed.link_up else self.feed.attempt_failed(now, reason))
+
+    def _schedule_settle(self) -> None:
+        due = self.feed.next_tick_ms()
+        if due is None:
+            return
+        if self._settle is not None:
+            self._settle.cancel()
+        self._settle = asyncio.get_running_loop().call_later(max(0.0, (due - monotonic_ms()) / 1000), self._settled)
+
+    def _settled(self) -> None:
+        self._settle = None
+        self._announce(self.feed.tick(monotonic_ms()))
+        self._schedule_settle()
+
+    def _announce(self, news: Announcement | None) -> None:
+        if news is None or self._stopping:
+            return
+        if news.up:
+            self.last_outage_ms = news.down_ms
+            self.log.info("upstream_feed_restored", down_s=round(news.down_ms / 1000, 3))
+        else:
+            self.log.warning("upstream_feed_down", reason=news.reason)
+        if self.on_link is not None:
+            try:
+                self.on_link(news.up, news.reason)
+            except Exception:  # noqa: BLE001 - a listener's bug must not end the connection task
+                self.log.exception("upstream_link_listener_failed")
+
+    # -- handshake ---------------------------------------------------------------------------------------------
 
     @staticmethod
     async def _first_status(ws: ClientConnection) -> tuple[str, str]:
-        frame = await ws.recv()
-        events = split_frame(frame.encode() if isinstance(frame, str) else frame)
-        for event in events:
+        frame = await ws.recv(decode=False)
+        for event in split_frame(frame):
             if event.code == STATUS:
                 return decode_status(event.raw)
         raise _Retry("upstream sent data before answering auth")
@@ -256,14 +358,29 @@ class UpstreamClient:
             raise _Retry(f"upstream greeted with {status}: {message}")
 
     def status(self) -> dict:
+        since = None if self.last_frame_at is None else round(time.monotonic() - self.last_frame_at, 3)
         return {
             "url": self.url,
             "state": self.state,
+            "feed": "up" if self.feed.up and self.feed.announced_down is None else "down",
+            "down_reason": self.feed.announced_down,
             "connects": self.connects,
             "reconnects": max(0, self.connects - 1),
             "topics": len(self.demand.wanted),
             "last_error": self.last_error,
+            "seconds_since_last_frame": since,
+            "frames": self.frames,
+            "bad_frames": self.bad_frames,
+            "bad_events": self.bad_events,
+            "errors": self.errors,
         }
+
+
+def _closed_reason(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "connection lost without a close frame"
+    return f"closed with {frame.code}" + (f" ({frame.reason})" if frame.reason else "")
 
 
 def _rebuilt(events: list) -> Frame:
@@ -273,66 +390,3 @@ def _rebuilt(events: list) -> Frame:
 
 class _Retry(Exception):
     """An upstream answer that is worth a reconnect with backoff (max_connections, a garbled greeting)."""
-
-
-class UpstreamSet:
-    """The upstream connections of one source (Polygon, the firehose, the aggregator), one per cluster, lazily."""
-
-    def __init__(
-        self,
-        name: str,
-        base_url: str,
-        key: str,
-        log,
-        metrics: Metrics,
-        grace_ms: int,
-        on_frame: ClusterFrameHandler,
-        static: dict[str, list[str]] | None = None,
-        on_link: ClusterLinkHandler | None = None,
-    ) -> None:
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._key = key
-        self.log = log
-        self.metrics = metrics
-        self.grace_ms = grace_ms
-        self.on_frame = on_frame
-        self.on_link = on_link
-        self.static = static or {}
-        self.clients: dict[str, UpstreamClient] = {}
-        metrics.gauge(
-            "upstream_connected",
-            lambda: {(("upstream", f"{self.name}/{c}"),): float(u.state == "connected") for c, u in self.clients.items()},
-            "1 while the upstream connection of a cluster is up.",
-        )
-
-    def get(self, cluster: Cluster) -> UpstreamClient:
-        client = self.clients.get(cluster.name)
-        if client is None:
-            name = cluster.name
-            client = UpstreamClient(
-                f"{self.name}/{name}", f"{self.base_url}/{name}", self._key,
-                lambda frame: self.on_frame(name, frame),
-                self.log, self.metrics, self.grace_ms, static=self.static.get(name, ()),
-                on_link=(lambda up, reason: self.on_link(name, up, reason)) if self.on_link is not None else None,
-            )
-            self.clients[name] = client
-            client.start().add_done_callback(self._ended)
-        return client
-
-    def start_static(self) -> None:
-        for name in self.static:
-            self.get(CLUSTERS[name])
-
-    def _ended(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None and not isinstance(exc, UpstreamAuthFailed):  # auth failures were logged with a hint
-            self.log.error("upstream_stopped", source=self.name, error=f"{type(exc).__name__}: {exc}")
-
-    def status(self) -> dict:
-        return {name: client.status() for name, client in self.clients.items()}
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(c.stop() for c in self.clients.values()), return_exceptions=True)

@@ -14,7 +14,7 @@ from common.hub import Hub
 from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
-from common.upstream import UpstreamSet
+from common.upstream_set import UpstreamSet
 from filtered_proxy.routing import TopicRouter
 from filtered_proxy.settings import ProxySettings
 

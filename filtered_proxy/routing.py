@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from common.clusters import Cluster
 from common.topics import Topic, native_expansion
-from common.upstream import UpstreamSet
+from common.upstream_set import UpstreamSet
 
 NO_AGGREGATOR = "millisecond bars are not available: this proxy has no MS_AGGREGATOR_URL"
 

@@ -14,7 +14,7 @@ from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
 from common.topics import Topic, native_expansion
-from common.upstream import UpstreamSet
+from common.upstream_set import UpstreamSet
 from firehose_proxy.settings import FirehoseSettings
 from firehose_proxy.sources import open_source
 from firehose_proxy.static import BARS_ELSEWHERE, static_topics

@@ -17,7 +17,7 @@ from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
 from common.topics import Topic
-from common.upstream import UpstreamSet
+from common.upstream_set import UpstreamSet
 from ms_aggregator.service import RELAYED_CODES, BarService, upstream_topics
 from ms_aggregator.settings import AggregatorSettings
 

@@ -15,6 +15,7 @@ class ScriptedUpstream:
     def __init__(self, keys: set[str] | None = None, max_connections: bool = False) -> None:
         self.keys = keys
         self.max_connections = max_connections
+        self.refused: dict[str, str] = {}  # topic -> the error message sent instead of a success ack
         self.connections: list = []  # open, authenticated connections
         self.connects = 0
         self.auth_attempts = 0
@@ -57,11 +58,14 @@ class ScriptedUpstream:
                 topics = [t.strip() for t in msg["params"].split(",") if t.strip()]
                 subs = self.subscriptions.setdefault(path, set())
                 word = "subscribed" if msg["action"] == "subscribe" else "unsubscribed"
+                acks = []
                 for t in topics:
+                    if msg["action"] == "subscribe" and t in self.refused:
+                        acks.append({"ev": "status", "status": "error", "message": self.refused[t]})
+                        continue
                     (subs.add if msg["action"] == "subscribe" else subs.discard)(t)
-                await ws.send(json.dumps([
-                    {"ev": "status", "status": "success", "message": f"{word} to: {t}"} for t in topics
-                ]))
+                    acks.append({"ev": "status", "status": "success", "message": f"{word} to: {t}"})
+                await ws.send(json.dumps(acks))
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -77,6 +81,12 @@ class ScriptedUpstream:
                 await ws.send(frame if isinstance(frame, str) else frame.decode())
                 n += 1
         return n
+
+    def go_silent(self) -> None:
+        """Stop reading every connection: no data, and pings go unanswered, like a hung peer."""
+        for _, ws in list(self.connections):
+            ws.transport.pause_reading()
+        self.connections = []
 
     async def drop_all(self) -> None:
         """Cut every connection without a close handshake, like a network drop."""
