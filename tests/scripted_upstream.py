@@ -16,6 +16,7 @@ class ScriptedUpstream:
         self.keys = keys
         self.max_connections = max_connections
         self.refused: dict[str, str] = {}  # topic -> the error message sent instead of a success ack
+        self._silenced: list = []
         self.connections: list = []  # open, authenticated connections
         self.connects = 0
         self.auth_attempts = 0
@@ -86,6 +87,7 @@ class ScriptedUpstream:
         """Stop reading every connection: no data, and pings go unanswered, like a hung peer."""
         for _, ws in list(self.connections):
             ws.transport.pause_reading()
+            self._silenced.append(ws)
         self.connections = []
 
     async def drop_all(self) -> None:
@@ -94,5 +96,7 @@ class ScriptedUpstream:
             ws.transport.abort()
 
     async def close(self) -> None:
+        for ws in self._silenced:
+            ws.transport.abort()  # a hung peer would otherwise hold the close for its whole timeout
         self._server.close()
         await self._server.wait_closed()
