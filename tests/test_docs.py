@@ -9,12 +9,14 @@ import pytest
 from common.settings import HubSettings, settings_table
 from filtered_proxy.settings import ProxySettings
 from firehose_proxy.settings import FirehoseSettings
+from firehose_proxy.sources.pyth.simulator import HermesSimSettings
 from firehose_proxy.sources.simulator import SimulatorSettings
 from ms_aggregator.settings import AggregatorSettings
 from tests.helpers import ROOT
 
 
-@pytest.mark.parametrize("cls", [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings])
+@pytest.mark.parametrize("cls", [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings,
+                                 HermesSimSettings])
 def test_readme_has_every_setting_row(cls):
     readme = (ROOT / "README.md").read_text()
     for row in settings_table(cls).splitlines()[2:]:
