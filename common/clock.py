@@ -13,6 +13,11 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+def wall_ns() -> int:
+    """Unix time in nanoseconds: receive times of recorded frames."""
+    return time.time_ns()
+
+
 def monotonic_ms() -> int:
     """A clock that never steps, in milliseconds: for timers and grace periods."""
     return int(time.monotonic() * 1000)

@@ -2,11 +2,16 @@
 
 A cluster is selected by the websocket path (``/stocks`` …; ``/`` means ``/stocks``). Each has a fixed set of
 native event codes, and the clusters with trades also carry ``NMs`` millisecond bars built from those trades.
+``PY`` (Pyth Hermes prices, ticker field ``sym``) is native on the clusters of the asset classes Pyth publishes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+# Pyth Hermes prices (DESIGN §2 "Pyth prices"): a tickfan event, not a Polygon one.
+PYTH_CODE = "PY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +32,11 @@ class Cluster:
 CLUSTERS: dict[str, Cluster] = {
     c.name: c
     for c in (
-        Cluster("stocks", ("T", "Q", "A", "AM", "LULD", "NOI", "FMV", "LV"), "T"),
+        Cluster("stocks", ("T", "Q", "A", "AM", "LULD", "NOI", "FMV", "LV", PYTH_CODE), "T"),
         Cluster("options", ("T", "Q", "A", "AM", "FMV"), "T"),
-        Cluster("crypto", ("XT", "XQ", "XA", "XAS", "XL2", "FMV"), "XT"),
-        Cluster("forex", ("C", "CA", "CAS", "FMV"), None),
-        Cluster("indices", ("V", "A", "AM"), None),
+        Cluster("crypto", ("XT", "XQ", "XA", "XAS", "XL2", "FMV", PYTH_CODE), "XT"),
+        Cluster("forex", ("C", "CA", "CAS", "FMV", PYTH_CODE), None),
+        Cluster("indices", ("V", "A", "AM", PYTH_CODE), None),
     )
 }
 

@@ -1,50 +1,93 @@
-"""The firehose: the only upstream connections (Polygon, any Polygon-protocol server, or the simulated market).
+"""The firehose: the only upstream connections (Polygon, any Polygon-protocol server, or the simulated market, and
+Pyth Hermes), or a recording played instead of them.
 
-It serves the tiers below through the shared hub and keeps each upstream cluster subscribed to the union of
-their demand (or a static list). Run: ``tickfan-firehose`` / ``python -m firehose_proxy``.
+It serves the tiers below through the shared hub and keeps each source subscribed to the union of their demand
+(or a static list), recording every upstream frame when ``RECORD_DIR`` is set. Run: ``tickfan-firehose`` /
+``python -m firehose_proxy``.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from common.clusters import Cluster
+from common.clock import wall_ns
+from common.clusters import CLUSTERS
+from common.frames import Frame
 from common.hub import Hub
 from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
-from common.topics import Topic, native_expansion
 from common.upstream_set import UpstreamSet
+from firehose_proxy.routing import SourceRouter, split_static
 from firehose_proxy.settings import FirehoseSettings
-from firehose_proxy.sources import open_source
+from firehose_proxy.sources import PYTH_OFF, open_pyth, open_source
+from firehose_proxy.sources.pyth.stream import PythSource
+from firehose_proxy.sources.recording.recorder import Recorder
+from firehose_proxy.sources.recording.replay import Replayer
 from firehose_proxy.static import BARS_ELSEWHERE, static_topics
 
 
 async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
     metrics = Metrics("firehose")
-    static = static_topics(settings.subscribe)
-    source = await open_source(settings, log)
     hub: Hub
-    upstreams = UpstreamSet(
-        source.name, source.base_url, source.key, log, metrics, settings.upstream_grace_ms,
-        on_frame=lambda cluster, frame: hub.publish(cluster, frame.events), static=static,
-    )
+    recorder = (Recorder(settings.record_dir, int(settings.record_rotate_mb * (1 << 20)), log, metrics)
+                if settings.record_dir else None)
 
-    def on_topics(cluster: Cluster, first: list[Topic], last: list[Topic]) -> None:
-        up = upstreams.get(cluster)
-        up.want([str(t) for topic in first for t in native_expansion(cluster, topic)])
-        up.unwant([str(t) for topic in last for t in native_expansion(cluster, topic)])
+    def deliver(cluster: str, frame: Frame) -> None:
+        """Every upstream frame enters the hub here (and the recording, first)."""
+        if recorder is not None:
+            recorder.write(cluster, frame.data, wall_ns())
+        hub.publish(cluster, frame.events)
 
-    hub = Hub("firehose", settings, TopicPolicy(bars_unavailable=BARS_ELSEWHERE), log, metrics, on_topics,
-              extra_status=lambda: {"source": source.name, "upstreams": upstreams.status()})
+    def tell(cluster: str, obj: bytes, wants) -> int:
+        return hub.tell(cluster, obj, wants)
+
+    source = endpoint = upstreams = pyth = replayer = None
+    if settings.replay:
+        replayer = Replayer(settings.replay, settings.replay_speed, deliver, log, metrics,
+                            backlog=lambda: max((c.pending_bytes for c in hub.clients.values()), default=0),
+                            announce=lambda obj: [hub.tell(c, obj, lambda t: True) for c in CLUSTERS])
+        router = SourceRouter(None, None, tell, on_demand=replayer.begin)
+        log.warning("replaying", path=settings.replay, speed=settings.replay_speed,
+                    message="playing a RECORDING instead of live sources")
+    else:
+        polygon_static, pyth_static = split_static(static_topics(settings.subscribe))
+        source = await open_source(settings, log)
+        upstreams = UpstreamSet(source.name, source.base_url, source.key, log, metrics, settings.upstream_grace_ms,
+                                on_frame=deliver, static=polygon_static)
+        endpoint = await open_pyth(settings, log)
+        if endpoint is not None:
+            pyth = PythSource(endpoint.base_url, endpoint.key, log, metrics, settings.upstream_grace_ms, deliver,
+                              tell, settings.pyth_feeds_refresh_s, pyth_static)
+        router = SourceRouter(upstreams, pyth, tell, pyth_off=settings.pyth_hermes_url.strip().lower() == PYTH_OFF)
+
+    def extra_status() -> dict:
+        return {
+            "source": "replay" if replayer is not None else source.name,
+            "upstreams": upstreams.status() if upstreams is not None else {},
+            "pyth": {"source": endpoint.name, **pyth.status()} if pyth is not None else None,
+            "replay": replayer.status() if replayer is not None else None,
+            "recording": recorder.status() if recorder is not None else None,
+        }
+
+    hub = Hub("firehose", settings, TopicPolicy(bars_unavailable=BARS_ELSEWHERE), log, metrics, router.on_topics,
+              extra_status=extra_status)
     await hub.start(settings.host, settings.port)
-    upstreams.start_static()
+    if upstreams is not None:
+        upstreams.start_static()
+    if pyth is not None:
+        pyth.start()
     await stop.wait()
     log.info("shutting_down")
     await hub.close()
-    await upstreams.stop()
-    if source.close is not None:
-        await source.close()
+    for stopping in (upstreams, pyth, replayer):
+        if stopping is not None:
+            await stopping.stop()
+    for closing in (source and source.close, endpoint and endpoint.close):
+        if closing:
+            await closing()
+    if recorder is not None:
+        await asyncio.to_thread(recorder.close)
 
 
 def main(argv=None) -> int:

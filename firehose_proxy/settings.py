@@ -24,3 +24,13 @@ class FirehoseSettings(TierSettings):
     sim_rate: float = setting(2000.0, "SIM_RATE", "Simulated stock trades per second (no key).")
     sim_seed: int = setting(7, "SIM_SEED", "Seed of the simulated market.")
     sim_tickers: str = setting("", "SIM_TICKERS", "Comma list of simulated stock tickers. Empty: a few dozen well-known ones.")
+    pyth_hermes_url: str = setting(
+        "", "PYTH_HERMES_URL",
+        "Pyth Hermes for PY prices, e.g. https://hermes.pyth.network. Empty: that one with a Polygon key, else the "
+        "built-in Hermes simulator. off: no PY.")
+    pyth_api_key: str = setting("", "PYTH_API_KEY", "Optional Hermes API key, sent as a Bearer token.")
+    pyth_feeds_refresh_s: float = setting(900.0, "PYTH_FEEDS_REFRESH_S", "Seconds between refreshes of Hermes' feed list.")
+    record_dir: str = setting("", "RECORD_DIR", "Record every upstream frame to compressed files in this directory.")
+    record_rotate_mb: float = setting(256.0, "RECORD_ROTATE_MB", "Start a new recording file after this many MB (and every hour).")
+    replay: str = setting("", "REPLAY", "A recording (file or directory) to play instead of Polygon, the simulated market and Pyth.")
+    replay_speed: float = setting(1.0, "REPLAY_SPEED", "Replay pace: 1 = original, 10 = ten times faster, 0 = as fast as clients take it.")

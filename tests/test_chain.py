@@ -255,7 +255,7 @@ def test_static_firehose_subscriptions_parse_per_cluster():
 
     assert static_topics("T.*, Q.AAPL,crypto/XT.*,forex/C.EUR/USD") == {
         "stocks": ["T.*", "Q.AAPL"], "crypto": ["XT.*"], "forex": ["C.EUR/USD"]}
-    assert static_topics("indices/*") == {"indices": ["V.*", "A.*", "AM.*"]}
+    assert static_topics("indices/*") == {"indices": ["V.*", "A.*", "AM.*", "PY.*"]}
     for bad in ("moon/T.*", "100Ms.AAPL", "XT.BTC-USD"):
         with pytest.raises(SettingsError):
             static_topics(bad)

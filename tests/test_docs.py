@@ -10,12 +10,13 @@ import pytest
 from common.settings import HubSettings, settings_table
 from filtered_proxy.settings import ProxySettings
 from firehose_proxy.settings import FirehoseSettings
+from firehose_proxy.sources.pyth.simulator import HermesSimSettings
 from firehose_proxy.sources.simulator import SimulatorSettings
 from ms_aggregator.settings import AggregatorSettings
 from tests.helpers import ROOT
 
 
-SETTINGS = [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings]
+SETTINGS = [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings, HermesSimSettings]
 
 
 @pytest.mark.parametrize("cls", SETTINGS)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.clusters import CLUSTERS, PYTH_CODE, TICKER_FIELD
 from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 START = 1_700_000_000_123  # deliberately not on a second boundary
@@ -52,6 +53,10 @@ def step_times(seed: int, total_ms: int, start: int = START) -> list[int]:
         now += 0 if u < 0.05 else r.randint(2000, 3500) if u < 0.08 else r.randint(1, 400)
         times.append(now)
     return times
+
+
+def ticker(e: dict[str, Any]) -> str:
+    return e[TICKER_FIELD.get(e["ev"], "sym")]
 
 
 def stream(calls: list[Call], cluster: str) -> list[tuple[Call, dict[str, Any]]]:
@@ -176,8 +181,8 @@ def test_custom_and_empty_ticker_sets() -> None:
     config = MarketConfig(stock_tickers=("ZZZZ", "AAPL"), options_tickers=(), crypto_pairs=("FOO-USD",),
                           forex_pairs=(), indices=())
     (call,) = run(config, [START + 5_000])
-    assert {e["sym"] for e in call.events["stocks"]} == {"ZZZZ", "AAPL"}
-    assert {e["pair"] for e in call.events["crypto"]} == {"FOO-USD"}
+    assert {ticker(e) for e in call.events["stocks"]} == {"ZZZZ", "AAPL"}
+    assert {ticker(e) for e in call.events["crypto"]} == {"FOO-USD"}
     assert call.raw["options"] == call.raw["forex"] == call.raw["indices"] == []
 
 
@@ -312,7 +317,7 @@ def emitted(calls: list[Call], cluster: str, ev: str, key: str = "sym") -> dict[
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for call, e in stream(calls, cluster):
         if e["ev"] == ev:
-            end = e.get("e", e["s"] + 60_000)
+            end = e.get("e", e["s"] + (1000 if ev == "CAS" else 60_000))
             assert call.lo < end <= call.hi, "a bar is emitted by the call that passes its end"
             assert (e[key], e["s"]) not in out
             out[e[key], e["s"]] = e
@@ -346,34 +351,36 @@ def test_equity_aggregates_recomputed_from_trades(calls: list[Call], cluster: st
         assert any(set(t.get("c", ())) & NO_OHLC for _, ts in trades["SPY"] for t in ts)
 
 
-def test_crypto_minute_aggregates(calls: list[Call]) -> None:
-    trades = bucketed(stream(calls, "crypto"), "XT", "pair", 60_000)
+@pytest.mark.parametrize("ev,width", [("XA", 60_000), ("XAS", 1000)])
+def test_crypto_aggregates(calls: list[Call], ev: str, width: int) -> None:
+    trades = bucketed(stream(calls, "crypto"), "XT", "pair", width)
     want = {}
     for pair, rows in trades.items():
         for start, ts in rows:
-            if start + 60_000 > calls[-1].hi:
+            if start + width > calls[-1].hi:
                 break
             v = sum(t["s"] for t in ts)
             ps = [t["p"] for t in ts]
             want[pair, start] = {"pair": pair, "v": v, "vw": sum(t["p"] * t["s"] for t in ts) / v,
                                  "z": int(v / len(ts)), "o": ps[0], "c": ps[-1], "h": max(ps), "l": min(ps),
-                                 "s": start, "e": start + 60_000}
+                                 "s": start, "e": start + width}
     assert len(want) > 10
-    assert_bars_equal(emitted(calls, "crypto", "XA", "pair"), want, approx=("v", "vw"))
+    assert_bars_equal(emitted(calls, "crypto", ev, "pair"), want, approx=("v", "vw"))
 
 
-def test_forex_minute_aggregates_from_bids(calls: list[Call]) -> None:
-    quotes = bucketed(stream(calls, "forex"), "C", "p", 60_000)
+@pytest.mark.parametrize("ev,width", [("CA", 60_000), ("CAS", 1000)])
+def test_forex_aggregates_from_bids(calls: list[Call], ev: str, width: int) -> None:
+    quotes = bucketed(stream(calls, "forex"), "C", "p", width)
     want = {}
     for pair, rows in quotes.items():
         for start, qs in rows:
-            if start + 60_000 > calls[-1].hi:
+            if start + width > calls[-1].hi:
                 break
             bids = [q["b"] for q in qs]
             want[pair, start] = {"pair": pair, "o": bids[0], "c": bids[-1], "h": max(bids), "l": min(bids),
                                  "v": len(qs), "s": start}
     assert len(want) > 10
-    assert_bars_equal(emitted(calls, "forex", "CA", "pair"), want)
+    assert_bars_equal(emitted(calls, "forex", ev, "pair"), want)
 
 
 @pytest.mark.parametrize("ev,width", [("A", 1000), ("AM", 60_000)])
@@ -401,7 +408,10 @@ SHAPES = {
     ("options", "A"): "/options/A", ("options", "AM"): "/options/AM", ("crypto", "XT"): "/crypto/XT",
     ("crypto", "XQ"): "/crypto/XQ", ("crypto", "XA"): "/crypto/XA", ("forex", "C"): "/forex/C",
     ("forex", "CA"): "/forex/CA", ("indices", "V"): "/indices/V", ("indices", "A"): "/indices/A",
-    ("indices", "AM"): "/indices/AM",
+    ("indices", "AM"): "/indices/AM", ("stocks", "LULD"): "/stocks/LULD", ("stocks", "NOI"): "/stocks/NOI",
+    ("stocks", "FMV"): "/business/stocks/FMV", ("stocks", "LV"): "/launchpad/stocks/LV",
+    ("options", "FMV"): "/business/options/FMV", ("crypto", "XAS"): "/crypto/XAS", ("crypto", "XL2"): "/crypto/XL2",
+    ("crypto", "FMV"): "/business/crypto/FMV", ("forex", "CAS"): "/forex/CAS", ("forex", "FMV"): "/business/forex/FMV",
 }
 
 
@@ -432,6 +442,8 @@ def test_events_have_the_spec_example_keys_and_types(calls: list[Call]) -> None:
                     else:
                         assert type(v) is type(x), (kind, k, e)
     assert seen == set(SHAPES)
+    # every native code of every cluster is produced (PY comes from the Hermes simulator, not this market)
+    assert seen == {(c.name, code) for c in CLUSTERS.values() for code in c.native_codes if code != PYTH_CODE}
 
 
 # ---------------------------------------------------------------------------------------------------- property
@@ -455,9 +467,9 @@ def test_any_advance_sequence_keeps_windows_and_unique_sequence_numbers(seed: in
                     assert call.lo < e["t"] <= call.hi
                 elif "e" in e:
                     assert call.lo < e["e"] <= call.hi
-                else:  # CA carries only its start
-                    assert call.lo < e["s"] + 60_000 <= call.hi
-                if "q" in e:
-                    key = (cluster, e["sym"], e["q"])
+                else:  # CA / CAS carry only their start
+                    assert call.lo < e["s"] + (1000 if e["ev"] == "CAS" else 60_000) <= call.hi
+                if "q" in e:  # LULD numbers its own messages; trades and quotes share a sequence
+                    key = (cluster, e["ev"] == "LULD", ticker(e), e["q"])
                     assert key not in seen
                     seen.add(key)

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from common.clock import wall_ms
+from common.clusters import CLUSTERS, PYTH_CODE
 from common.frames import event_from_object
 from common.hub import Hub
 from common.metrics import Metrics
@@ -20,6 +21,8 @@ from common.settings import HubSettings, setting
 from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 TICK_S = 0.005  # how often the market advances: trades reach clients within ~5 ms of their timestamp
+# Every native code but PY: Pyth prices come from Hermes (or its simulator), never from a Polygon-protocol server.
+POLYGON_CODES = frozenset(c for cluster in CLUSTERS.values() for c in cluster.native_codes if c != PYTH_CODE)
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,8 @@ class SimulatedUpstream:
 
     def __init__(self, config: MarketConfig, settings: HubSettings, log, metrics: Metrics | None = None) -> None:
         self.market = SimulatedMarket(config, start_ms=wall_ms())
-        self.hub = Hub("simulator", settings, TopicPolicy(bars_unavailable="the simulated market sells no ms bars"),
-                       log, metrics or Metrics("simulator"))
+        policy = TopicPolicy(codes=POLYGON_CODES, bars_unavailable="the simulated market sells no ms bars")
+        self.hub = Hub("simulator", settings, policy, log, metrics or Metrics("simulator"))
         self._ticker: asyncio.Task | None = None
 
     async def start(self, host: str, port: int) -> int:

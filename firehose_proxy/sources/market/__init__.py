@@ -9,10 +9,15 @@ What it simulates, per cluster:
   cents (quotes move the NBBO), trades at or inside the NBBO current at their time, SIP exchange ids, tapes,
   condition codes, per-ticker sequence numbers shared by trades and quotes, and per-second / per-minute aggregates
   built from the market's own trades with the SIP consolidated update rules.
-- **options** ``T``/``Q``/``A``/``AM``: the same engine on OCC contracts, low volume.
-- **crypto** ``XT``/``XQ``/``XA``: the same engine with fractional sizes; buys lift the ask, sells hit the bid.
-- **forex** ``C``/``CA``: quotes only; ``CA`` is built from the bids, its ``v`` counts quotes.
+  Scheduled per ticker: ``LULD`` bands around the midpoint (30 s), ``NOI`` closing-auction imbalances (5 s),
+  ``FMV`` within the spread and ``LV`` the last sale (1 s).
+- **options** ``T``/``Q``/``A``/``AM``: the same engine on OCC contracts, low volume; ``FMV`` every second.
+- **crypto** ``XT``/``XQ``/``XAS``/``XA``: the same engine with fractional sizes; buys lift the ask, sells hit the
+  bid; ``XL2`` book snapshots on the NBBO (250 ms) and ``FMV`` (1 s).
+- **forex** ``C``/``CAS``/``CA``: quotes only; the bars are built from the bids, their ``v`` counts quotes; ``FMV``.
 - **indices** ``V`` about once a second per index, ``A``/``AM`` built from those values.
+
+Every native code of every cluster is produced but ``PY`` (Pyth prices come from the Hermes simulator).
 
 Rates (events per second, summed over the cluster's tickers) all derive from ``trades_per_second``:
 

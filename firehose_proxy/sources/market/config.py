@@ -68,6 +68,13 @@ OPTIONS_CONDITIONS = {209: 80, 219: 8, 227: 8, 229: 4}
 # Each cluster generates its stream in fixed blocks of simulated time, ahead of the clock, and advance() releases
 # what is due. The block length aims at this many events per block: big enough to amortise numpy's per-call
 # overhead, small enough that generating one block never stalls a caller for long.
+# The listing exchange of each tape (Polygon exchange ids): NOI imbalances come from the primary listing market.
+LISTING_X = {1: 10, 2: 11, 3: 12}  # NYSE, NYSE Arca, Nasdaq
+# LULD price bands: Tier 1 percentages by reference price (above $3, $0.75-$3); below $0.75 the lesser of $0.15 or 75%.
+LULD_PCT_HIGH, LULD_PCT_MID = 0.05, 0.20
+LULD_INDICATOR = 21  # the indicator of Polygon's LULD example
+CLOSING_AUCTION = ("C", 1600)  # NOI auction type and time (hhmm Eastern)
+
 EVENTS_PER_BLOCK = 1500
 BLOCK_MS_RANGE = (10, 250)
 
@@ -78,7 +85,8 @@ class MarketConfig:
 
     ``options_ratio``, ``crypto_ratio`` and ``forex_ratio`` scale ``trades_per_second`` into the other clusters'
     rates; ``odd_lot_fraction`` is the share of stock trades under 100 shares (they carry condition 37). Tickers
-    without a built-in profile get a seeded random starting price.
+    without a built-in profile get a seeded random starting price. The ``*_period_ms`` fields set how often each
+    symbol publishes its scheduled events (LULD bands, NOI imbalances, FMV/LV values, XL2 book snapshots).
     """
 
     seed: int = 7
@@ -94,3 +102,9 @@ class MarketConfig:
     crypto_ratio: float = 0.1
     forex_ratio: float = 0.05
     odd_lot_fraction: float = 0.15
+    # Scheduled events, one per symbol per period, each symbol at its own offset (module docstring of market).
+    luld_period_ms: int = 30_000
+    imbalance_period_ms: int = 5_000
+    value_period_ms: int = 1_000  # FMV everywhere, LV on stocks
+    book_period_ms: int = 250  # crypto XL2
+    book_depth: int = 10

@@ -1,4 +1,4 @@
-"""The simulated options ``T``/``Q``/``A``/``AM`` on OCC contracts."""
+"""The simulated options ``T``/``Q``/``A``/``AM`` on OCC contracts, and ``FMV`` near each contract's midpoint."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from firehose_proxy.sources.market.engine import (
     popularity,
     wire_prices,
 )
-from firehose_proxy.sources.market.wire import OptionQuote, OptionTrade, encode
+from firehose_proxy.sources.market.periodic import fair_values, latest, merge_into, schedule
+from firehose_proxy.sources.market.wire import FairValue, OptionQuote, OptionTrade, encode
 
 
 def parse_occ(symbol: str) -> tuple[str, bool, float] | None:
@@ -60,9 +61,14 @@ class Options(ClusterStream):
         self.x = Choice(OPTIONS_X)
         self.cond = Choice(OPTIONS_CONDITIONS)
         self.cond_lists = {c: [c] for c in OPTIONS_CONDITIONS}
+        self.cfg = cfg
+        self.value_offset = rng.integers(0, cfg.value_period_ms, n)
+        self.events_per_second += n * 1000 / cfg.value_period_ms
 
     def chunk(self, lo: int, hi: int, times: list[int], events: list[bytes], aggs: list[PendingAgg]) -> None:
+        prev_bid, prev_ask = self.book.bid.copy(), self.book.ask.copy()
         st = self.book.step(self.rng, lo, hi)
+        out: list[bytes] = []
         if st is not None:
             rng = self.rng
             scale = self.book.scale
@@ -81,7 +87,16 @@ class Options(ClusterStream):
             out.extend(encode(OptionTrade(*a)) for a in zip(
                 self.sym_obj[st.t_sym].tolist(), self.x.draw(rng, nt).tolist(), wire_prices(px, scale[st.t_sym]),
                 size.tolist(), conds, st.t_t.tolist(), st.t_seq.tolist()))
-            events.extend([out[k] for k in st.order.tolist()])
-            times.extend(st.times.tolist())
+            out = [out[k] for k in st.order.tolist()]
             self.bars.add(st.t_sym, st.t_t, px, size, np.ones(nt, bool))
+        empty = np.empty(0, np.int64)
+        q = (st.q_t, st.q_sym, st.q_bid, st.q_ask) if st is not None else (empty,) * 4
+        t, s = schedule(lo, hi, self.cfg.value_period_ms, self.value_offset)
+        values: list[bytes] = []
+        if len(t):
+            bid = latest(q[0], q[1], q[2], prev_bid, lo, t, s)
+            ask = latest(q[0], q[1], q[3], prev_ask, lo, t, s)
+            values = [encode(FairValue(v, self.syms[sk], tt)) for v, sk, tt
+                      in zip(fair_values(self.rng, bid, ask, self.book.scale[s], 4), s.tolist(), t.tolist())]
+        merge_into(times, events, st.times if st is not None else empty, out, t, values)
         equity_aggs(self.bars, hi, self.syms, self.book.scale, aggs)

@@ -121,6 +121,19 @@ class CryptoAgg(msgspec.Struct, tag_field="ev", tag="XA"):
     e: int
 
 
+class CryptoAggS(CryptoAgg, tag="XAS"):
+    pass
+
+
+class CryptoBook(msgspec.Struct, tag_field="ev", tag="XL2"):
+    pair: str
+    t: int
+    r: int
+    x: int
+    b: list[list[float]]
+    a: list[list[float]]
+
+
 class ForexQuote(msgspec.Struct, tag_field="ev", tag="C"):
     p: str
     x: int
@@ -137,6 +150,44 @@ class ForexAgg(msgspec.Struct, tag_field="ev", tag="CA"):
     l: float  # noqa: E741
     v: int
     s: int
+
+
+class ForexAggS(ForexAgg, tag="CAS"):
+    pass
+
+
+class PriceBand(msgspec.Struct, tag_field="ev", tag="LULD"):
+    T: str
+    h: float
+    l: float  # noqa: E741
+    i: list[int]
+    z: int
+    t: int
+    q: int
+
+
+class Imbalance(msgspec.Struct, tag_field="ev", tag="NOI"):
+    T: str
+    t: int
+    at: int
+    a: str
+    i: int
+    x: int
+    o: int
+    p: int
+    b: float
+
+
+class FairValue(msgspec.Struct, tag_field="ev", tag="FMV"):
+    fmv: float
+    sym: str
+    t: int
+
+
+class LaunchpadValue(msgspec.Struct, tag_field="ev", tag="LV"):
+    val: float
+    sym: str
+    t: int
 
 
 class IndexValue(msgspec.Struct, tag_field="ev", tag="V"):
