@@ -13,7 +13,7 @@ from typing import Callable
 from common import protocol
 from common.clusters import CLUSTERS, PYTH_CODE, Cluster
 from common.topics import Topic, native_expansion, parse_topic
-from common.upstream import UpstreamSet
+from common.upstream_set import UpstreamSet
 from firehose_proxy.sources.pyth.stream import PythSource
 
 PYTH_IS_OFF = "Pyth prices are off on this firehose (PYTH_HERMES_URL=off)"
