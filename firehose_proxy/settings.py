@@ -24,6 +24,7 @@ class FirehoseSettings(TierSettings):
     sim_rate: float = setting(2000.0, "SIM_RATE", "Simulated stock trades per second (no key).")
     sim_seed: int = setting(7, "SIM_SEED", "Seed of the simulated market.")
     sim_tickers: str = setting("", "SIM_TICKERS", "Comma list of simulated stock tickers. Empty: a few dozen well-known ones.")
+    sim_minute_ms: int = setting(60_000, "SIM_MINUTE_MS", "Window of simulated minute aggregates (AM, XA, CA, …); shorter compresses time for demos and tests.")
     pyth_hermes_url: str = setting(
         "", "PYTH_HERMES_URL",
         "Pyth Hermes for PY prices, e.g. https://hermes.pyth.network. Empty: that one with a Polygon key, else the "

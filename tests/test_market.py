@@ -473,3 +473,13 @@ def test_any_advance_sequence_keeps_windows_and_unique_sequence_numbers(seed: in
                     key = (cluster, e["ev"] == "LULD", ticker(e), e["q"])
                     assert key not in seen
                     seen.add(key)
+
+
+def test_minute_window_can_be_compressed_for_demos_and_tests() -> None:
+    calls = run(MarketConfig(seed=5, trades_per_second=200.0, minute_ms=3000), step_times(4, 10_000))
+    minutes = [e for _, e in stream(calls, "stocks") if e["ev"] == "AM"]
+    assert minutes and all(e["e"] - e["s"] == 3000 and e["s"] % 3000 == 0 for e in minutes)
+    with pytest.raises(Exception, match="SIM_MINUTE_MS"):
+        from firehose_proxy.sources.simulator import market_config
+
+        market_config(100.0, 1, "", minute_ms=1500)

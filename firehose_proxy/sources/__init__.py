@@ -42,7 +42,8 @@ async def open_source(settings: FirehoseSettings, log) -> UpstreamSource:
         return UpstreamSource("upstream_url", settings.upstream_url.rstrip("/"), settings.polygon_api_key or "tickfan")
     if settings.polygon_api_key:
         return UpstreamSource("polygon", f"wss://{settings.polygon_host}", settings.polygon_api_key)
-    sim = SimulatedUpstream(market_config(settings.sim_rate, settings.sim_seed, settings.sim_tickers), HubSettings(), log)
+    sim = SimulatedUpstream(market_config(settings.sim_rate, settings.sim_seed, settings.sim_tickers, settings.sim_minute_ms),
+                             HubSettings(), log)
     port = await sim.start("127.0.0.1", 0)
     log.warning("simulated_market", message="no POLYGON_API_KEY or UPSTREAM_URL: serving SIMULATED market data",
                 rate=settings.sim_rate, seed=settings.sim_seed)

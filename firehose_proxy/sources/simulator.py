@@ -17,7 +17,7 @@ from common.hub import Hub
 from common.metrics import Metrics
 from common.runner import run_process
 from common.session import TopicPolicy
-from common.settings import HubSettings, setting
+from common.settings import HubSettings, SettingsError, setting
 from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 TICK_S = 0.005  # how often the market advances: trades reach clients within ~5 ms of their timestamp
@@ -34,11 +34,14 @@ class SimulatorSettings(HubSettings):
     rate: float = setting(2000.0, "SIM_RATE", "Simulated stock trades per second.")
     seed: int = setting(7, "SIM_SEED", "Seed of the simulated market.")
     tickers: str = setting("", "SIM_TICKERS", "Comma list of simulated stock tickers. Empty: a few dozen well-known ones.")
+    minute_ms: int = setting(60_000, "SIM_MINUTE_MS", "Window of simulated minute aggregates (AM, XA, CA, …); shorter compresses time for demos and tests.")
 
 
-def market_config(rate: float, seed: int, tickers: str) -> MarketConfig:
+def market_config(rate: float, seed: int, tickers: str, minute_ms: int = 60_000) -> MarketConfig:
     names = tuple(t.strip() for t in tickers.split(",") if t.strip())
-    config = MarketConfig(seed=seed, trades_per_second=rate)
+    if minute_ms <= 0 or minute_ms % 1000:
+        raise SettingsError(f"SIM_MINUTE_MS must be a positive whole number of seconds in ms, not {minute_ms}")
+    config = MarketConfig(seed=seed, trades_per_second=rate, minute_ms=minute_ms)
     if names:
         config.stock_tickers = names
     return config
@@ -73,7 +76,7 @@ class SimulatedUpstream:
 
 
 async def serve(settings: SimulatorSettings, log, stop: asyncio.Event) -> None:
-    sim = SimulatedUpstream(market_config(settings.rate, settings.seed, settings.tickers), settings, log)
+    sim = SimulatedUpstream(market_config(settings.rate, settings.seed, settings.tickers, settings.minute_ms), settings, log)
     await sim.start(settings.host, settings.port)
     log.warning("simulated_market", message="serving SIMULATED market data", rate=settings.rate, seed=settings.seed)
     await stop.wait()

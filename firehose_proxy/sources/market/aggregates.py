@@ -21,8 +21,9 @@ class SecondMinuteBars:
     ``op`` is the first eligible price of the simulation. A second bar closes once ``hi >= e``; minutes likewise.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, minute_ms: int = 60_000) -> None:
         self.n = n
+        self.minute_ms = minute_ms  # the "minute" of minute bars: shorter only to compress time in demos and tests
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.op = [-1] * n
         self.s_carry = [-1] * n
@@ -49,7 +50,7 @@ class SecondMinuteBars:
             self.pending = [(sym[cut:], t[cut:], px[cut:], size[cut:], elig[cut:])] if cut < len(t) else []
             seconds = self._seconds(sym[:cut], t[:cut], px[:cut], size[:cut], elig[:cut])
         minutes: list[Bar] = []
-        due = sorted(k for k in self.minutes if k[0] + 60_000 <= hi)
+        due = sorted(k for k in self.minutes if k[0] + self.minute_ms <= hi)
         for key in due:
             m, s = key
             cnt, v, pv, o, h, lo, c = self.minutes.pop(key)
@@ -61,7 +62,7 @@ class SecondMinuteBars:
                 o = h = lo = c = self.m_carry[s]
             else:
                 continue
-            minutes.append((s, m, m + 60_000, cnt, v, pv, o, h, lo, c, self.op[s], self.m_av[s], self.m_apv[s]))
+            minutes.append((s, m, m + self.minute_ms, cnt, v, pv, o, h, lo, c, self.op[s], self.m_av[s], self.m_apv[s]))
         return seconds, minutes
 
     def _seconds(self, sym: np.ndarray, t: np.ndarray, px: np.ndarray, size: np.ndarray,
@@ -100,7 +101,7 @@ class SecondMinuteBars:
                                                h.tolist(), lo.tolist(), c.tolist()):
             s, second = g % self.n, g // self.n
             start = second * 1000
-            mk = (start - start % 60_000, s)
+            mk = (start - start % self.minute_ms, s)
             acc = minutes.get(mk)
             if acc is None:
                 acc = minutes[mk] = [0, 0.0, 0.0, -1, -1, -1, -1]

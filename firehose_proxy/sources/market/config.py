@@ -102,6 +102,7 @@ class MarketConfig:
     crypto_ratio: float = 0.1
     forex_ratio: float = 0.05
     odd_lot_fraction: float = 0.15
+    minute_ms: int = 60_000  # the window of minute aggregates; shorter only to compress time in demos and tests
     # Scheduled events, one per symbol per period, each symbol at its own offset (module docstring of market).
     luld_period_ms: int = 30_000
     imbalance_period_ms: int = 5_000

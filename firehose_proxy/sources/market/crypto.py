@@ -50,7 +50,7 @@ class Crypto(ClusterStream):
                           rate * cfg.quotes_per_trade, rate, 1e-5, 0.0)
         self.events_per_second = rate * (1 + cfg.quotes_per_trade)
         self.vw_digits = [max(4, int(d) + 2) for d in decimals]
-        self.bars = SecondMinuteBars(n)
+        self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
         self.x = Choice(CRYPTO_X)
         self.trade_id = int(rng.integers(10**6, 10**9))

@@ -32,7 +32,7 @@ class Forex(ClusterStream):
         rate = cfg.trades_per_second * cfg.forex_ratio
         self.book = Book(rng, prices, decimals, popularity(n) ** 0.5, np.full(n, 2e-5), rate, 0.0, 2e-5, 0.0)
         self.events_per_second = rate
-        self.bars = SecondMinuteBars(n)
+        self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
         self.x = Choice(FOREX_X)
         self.cfg = cfg

@@ -30,7 +30,7 @@ class Indices(ClusterStream):
             start[k], self.sigma[k] = INDEX_PROFILES.get(sym) or (float(rng.uniform(100, 10_000)), 1.5e-4)
         self.logv = np.log(start * 100.0)  # in hundredths: indices publish two decimals
         self.offset = rng.integers(0, 1000, n)  # each index publishes at its own ms within the second
-        self.bars = SecondMinuteBars(n)
+        self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.events_per_second = float(n)
 
     def chunk(self, lo: int, hi: int, times: list[int], events: list[bytes], aggs: list[PendingAgg]) -> None:

@@ -56,7 +56,7 @@ class Options(ClusterStream):
         self.book = Book(rng, prices, np.full(n, 2), popularity(n), np.full(n, 5e-4),
                           rate * cfg.options_quotes_per_trade, rate, 0.01, 0.2)
         self.events_per_second = rate * (1 + cfg.options_quotes_per_trade)
-        self.bars = SecondMinuteBars(n)
+        self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
         self.x = Choice(OPTIONS_X)
         self.cond = Choice(OPTIONS_CONDITIONS)

@@ -63,7 +63,7 @@ class Stocks(ClusterStream):
         self.book = Book(rng, prices, np.full(n, 2), popularity(n), np.full(n, 1.5e-4),
                           rate * cfg.quotes_per_trade, rate, 5e-5, 0.05)
         self.events_per_second = rate * (1 + cfg.quotes_per_trade)
-        self.bars = SecondMinuteBars(n)
+        self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
         self.odd_fraction = cfg.odd_lot_fraction
         self.trade_x = Choice(STOCK_TRADE_X)
