@@ -17,7 +17,7 @@ import time
 from typing import Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from common import protocol
 from common.backoff import Backoff
@@ -86,6 +86,7 @@ class UpstreamClient:
             ("upstream_bad_frames", "Upstream frames that were not JSON arrays of events (skipped)."),
         ):
             metrics.describe(counter, help)
+        self._frames = metrics.counter("upstream_frames", upstream=name)
 
     # -- demand ------------------------------------------------------------------------------------------------
 
@@ -205,8 +206,13 @@ class UpstreamClient:
             self.log.info("upstream_connected", topics=len(self.demand.wanted))
             self._set_link(True, "")
             self._send("subscribe", sorted(self.demand.wanted))
-            async for frame in ws:
-                self._on_message(frame)
+            recv = ws.recv
+            while True:
+                try:
+                    message = await recv(decode=False)  # the frame's bytes as they came: no str round trip
+                except ConnectionClosedOK:
+                    return
+                self._on_message(message)
 
     def _set_link(self, up: bool, reason: str) -> None:
         if up == self.link_up:
@@ -215,9 +221,8 @@ class UpstreamClient:
         if self.on_link is not None:
             self.on_link(up, reason)
 
-    def _on_message(self, message: bytes | str) -> None:
-        data = message.encode() if isinstance(message, str) else message
-        self.metrics.inc("upstream_frames", upstream=self.name)
+    def _on_message(self, data: bytes) -> None:
+        self._frames.n += 1
         try:
             if _STATUS_MARK in data:
                 events = split_frame(data)
@@ -243,8 +248,7 @@ class UpstreamClient:
 
     @staticmethod
     async def _first_status(ws: ClientConnection) -> tuple[str, str]:
-        frame = await ws.recv()
-        events = split_frame(frame.encode() if isinstance(frame, str) else frame)
+        events = split_frame(await ws.recv(decode=False))
         for event in events:
             if event.code == STATUS:
                 return decode_status(event.raw)

@@ -27,7 +27,7 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
     hub: Hub
     upstreams = UpstreamSet(
         source.name, source.base_url, source.key, log, metrics, settings.upstream_grace_ms,
-        on_frame=lambda cluster, frame: hub.publish(cluster, frame.events), static=static,
+        on_frame=lambda cluster, frame: hub.publish_frame(cluster, frame), static=static,
     )
 
     def on_topics(cluster: Cluster, first: list[Topic], last: list[Topic]) -> None:
