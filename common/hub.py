@@ -22,12 +22,12 @@ import time
 from collections import Counter
 from typing import Callable, Iterable
 
-from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+from picows import WSCloseCode, WSTransport, WSUpgradeRequest, ws_create_server
 
 from common import hub_http, protocol
 from common.clusters import CLUSTERS, Cluster, cluster_for_path
 from common.frames import MAX_FRAME_BYTES, Event, Frame
-from common.hub_client import CLOSE_TIMEOUT_S, MAX_WIRE_MESSAGE, Client, Listener
+from common.hub_client import CLOSE_TIMEOUT_S, MAX_WIRE_MESSAGE, Client, Listener, library_logger, send_frame, send_joined
 from common.metrics import Metrics
 from common.session import Reply, Session, TopicPolicy
 from common.settings import PLACEHOLDER_INTERNAL_TOKEN, HubSettings, SettingsError, is_loopback
@@ -36,8 +36,6 @@ from common.topics import Topic
 
 PING_IDLE_S = 20.0  # a client silent this long is pinged ...
 PING_REPLY_S = 20.0  # ... and cut if no pong comes back within this
-
-TEXT = WSMsgType.TEXT
 
 # Called with (cluster, topics that gained their first subscriber, topics that lost their last one).
 TopicsChanged = Callable[[Cluster, list[Topic], list[Topic]], None]
@@ -112,7 +110,8 @@ class Hub:
             self._route_request, host, port,
             max_frame_size=MAX_WIRE_MESSAGE,
             enable_auto_ping=True, auto_ping_idle_timeout=PING_IDLE_S, auto_ping_reply_timeout=PING_REPLY_S,
-            use_aiofastnet=False,  # the event loop's own transports (uvloop): measured, no slower
+            use_aiofastnet=False,  # the event loop's own transports (uvloop): their pause/resume drive the outbox
+            logger_name=library_logger(self.log),
         )
         bound = self._server.sockets[0].getsockname()[1]
         self.log.info("hub_listening", hub=self.name, host=host, port=bound)
@@ -207,13 +206,12 @@ class Hub:
         if client.nbytes < MAX_FRAME_BYTES:  # the usual case: one frame, no per-item size walk
             self._events_out.n += len(items) + client.extra_events
             client.items, client.nbytes, client.extra_events = [], 0, 0
-            client.transport.send(TEXT, b"[" + b",".join(items) + b"]")
+            send_joined(client.transport, items)
             self._frames_out.n += 1
             return
         frames, events = client.take()
-        send = client.transport.send
         for frame in frames:
-            send(TEXT, frame)
+            send_frame(client.transport, frame)
         self._events_out.n += events
         self._frames_out.n += len(frames)
 
@@ -265,7 +263,7 @@ class Hub:
         if transport.is_disconnected:
             return
         for frame in frames:
-            transport.send(TEXT, frame)
+            send_frame(transport, frame)
         transport.send_close(WSCloseCode(code), reason.encode())
         self._loop.call_later(CLOSE_TIMEOUT_S, transport.disconnect, False)
 
@@ -292,7 +290,7 @@ class Hub:
         client.session = Session(cluster, authenticate, self.policy, self._admit)
         self.clients[client.id] = client
         self._open.add(client)
-        transport.send(TEXT, b"[" + protocol.CONNECTED + b"]")
+        send_joined(transport, [protocol.CONNECTED])
         client.timer = self._loop.call_later(self.settings.auth_timeout_s, self._auth_timed_out, client)
         self.log.debug("client_connected", hub=self.name, client=client.id, remote=client.remote, cluster=cluster.name)
         return client

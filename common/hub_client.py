@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from common import protocol
 from common.clusters import CLUSTERS, Cluster
-from common.frames import pack_frames
 from common.outbox import Outbox
 from common.session import Session
 
@@ -26,8 +26,51 @@ MAX_WIRE_MESSAGE = 1 << 20  # client messages beyond this are refused (close 100
 CLOSE_TIMEOUT_S = 2.0  # how long a closing peer has to answer the close frame before it is cut
 
 TEXT = WSMsgType.TEXT
+HEADROOM = 14  # picows writes a frame's websocket header into this many bytes in front of the message
+
+
+def send_frame(transport: WSTransport, frame: bytes) -> None:
+    """Send one text frame.
+
+    Through ``send_reuse_external_bytearray``: picows writes the header into our buffer and copies the bytes if the
+    socket cannot take them now. Its plain ``send`` hands uvloop a view of picows' own reusable header buffer for
+    messages over 8 KiB, which a later send overwrites while a paused transport still holds it (corrupt frames).
+    """
+    buf = bytearray(HEADROOM)
+    buf += frame
+    transport.send_reuse_external_bytearray(TEXT, buf, HEADROOM)
+
+
+def send_joined(transport: WSTransport, pieces: list) -> None:
+    """Send ``pieces`` (event objects or frame bodies) as one frame ``[a,b,...]``, with one copy of the bytes."""
+    buf = bytearray(HEADROOM + 1)
+    buf[HEADROOM] = 0x5B  # "["
+    buf += b",".join(pieces)
+    buf += b"]"
+    transport.send_reuse_external_bytearray(TEXT, buf, HEADROOM)
 
 _ids = itertools.count(1)
+
+
+def library_logger(log) -> logging.Logger:
+    """A stdlib logger for picows that hands its warnings and errors (protocol errors, 1009 closes) to ``log`` as
+    one structlog event each; its per-connection info lines are dropped."""
+    logger = logging.Logger("picows.tickfan", logging.WARNING)
+    logger.propagate = False
+    logger.addHandler(_ToStructlog(log))
+    return logger
+
+
+class _ToStructlog(logging.Handler):
+    def __init__(self, log) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.log.info("websocket_protocol", level=record.levelname.lower(), message=record.getMessage()[:300])
+        except Exception:  # noqa: BLE001 - logging must never break a connection
+            pass
 
 
 class Client(Outbox):
@@ -59,8 +102,7 @@ class Listener(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         if self.cluster is None:
             paths = ", ".join(c.path for c in CLUSTERS.values())
-            (frame,) = pack_frames([protocol.error(f"unknown path {self.path!r}: use one of {paths}")])
-            transport.send(TEXT, frame)
+            send_joined(transport, [protocol.error(f"unknown path {self.path!r}: use one of {paths}")])
             transport.send_close(WSCloseCode.POLICY_VIOLATION, b"unknown path")
             asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.disconnect, False)
             return

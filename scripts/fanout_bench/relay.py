@@ -82,8 +82,11 @@ class Relay:
                                 dirty.append(client)
                             client.items.append(raw)
                 if frame.last_in_buffer:  # coalesce once per socket read
-                    for client in relay.dirty:
-                        client.transport.send(TEXT, b"[" + b",".join(client.items) + b"]")
+                    for client in relay.dirty:  # header room in front: picows' plain send corrupts >8 KiB frames
+                        buf = bytearray(b"\0" * 14 + b"[")  # that a paused uvloop transport still holds
+                        buf += b",".join(client.items)
+                        buf += b"]"
+                        client.transport.send_reuse_external_bytearray(TEXT, buf, 14)
                         client.items = []
                     relay.dirty = []
 
