@@ -27,6 +27,7 @@ CLOSE_TIMEOUT_S = 2.0  # how long a closing peer has to answer the close frame b
 
 TEXT = WSMsgType.TEXT
 HEADROOM = 14  # picows writes a frame's websocket header into this many bytes in front of the message
+FRAME_HEAD = bytes(HEADROOM) + b"["  # what a joined frame's buffer starts with
 
 
 def send_frame(transport: WSTransport, frame: bytes) -> None:
@@ -43,8 +44,7 @@ def send_frame(transport: WSTransport, frame: bytes) -> None:
 
 def send_joined(transport: WSTransport, pieces: list) -> None:
     """Send ``pieces`` (event objects or frame bodies) as one frame ``[a,b,...]``, with one copy of the bytes."""
-    buf = bytearray(HEADROOM + 1)
-    buf[HEADROOM] = 0x5B  # "["
+    buf = bytearray(FRAME_HEAD)
     buf += b",".join(pieces)
     buf += b"]"
     transport.send_reuse_external_bytearray(TEXT, buf, HEADROOM)
@@ -76,12 +76,13 @@ class _ToStructlog(logging.Handler):
 class Client(Outbox):
     """One connected client: its outbox (the hot path's part), session and transport."""
 
-    __slots__ = ("id", "transport", "in_flight", "session", "remote", "timer", "fragments")
+    __slots__ = ("id", "transport", "send", "in_flight", "session", "remote", "timer", "fragments")
 
     def __init__(self, transport: WSTransport, limit: int) -> None:
         super().__init__(limit)
         self.id = next(_ids)
         self.transport = transport
+        self.send = transport.send_reuse_external_bytearray  # (TEXT, buffer with HEADROOM in front, HEADROOM)
         self.in_flight = transport.underlying_transport.get_write_buffer_size  # bytes handed over, not yet sent
         self.session: Session  # set right after: authentication needs this client
         peer = transport.underlying_transport.get_extra_info("peername")
