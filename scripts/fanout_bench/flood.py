@@ -57,6 +57,12 @@ class Flood:
                     flood.topics.difference_update(params)
                     transport.send(TEXT, "[" + ",".join(status("success", f"unsubscribed to: {p}") for p in params) + "]")
 
+            def pause_writing(self):  # the reader is behind: frames queue in the transport (shows as latency)
+                pass
+
+            def resume_writing(self):
+                pass
+
             def on_ws_disconnected(self, transport):
                 flood.receivers.discard(transport)
 

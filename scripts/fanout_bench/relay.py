@@ -61,6 +61,12 @@ class Relay:
                     relay.by_ticker.setdefault(topic.partition(".")[2], []).append(self)
                 transport.send(TEXT, "[" + ",".join(status("success", f"subscribed to: {t}") for t in topics) + "]")
 
+            def pause_writing(self):  # the reader is behind: frames queue in the transport (shows as latency)
+                pass
+
+            def resume_writing(self):
+                pass
+
             def on_ws_disconnected(self, transport):
                 for clients in relay.by_ticker.values():
                     if self in clients:
