@@ -2,7 +2,10 @@
 
 An upstream frame is a JSON array of event objects. :func:`split_frame` returns one :class:`Event` per object
 with the object's **original bytes** (a zero-copy ``msgspec.Raw`` slice of the frame), so forwarding never
-re-formats a number. :func:`pack_frames` joins pending events into as few frames as fit under the size limit.
+re-formats a number. A :class:`Frame` decodes only what is asked of it: its routing keys (one C-level pass), and
+the objects' bytes only when some receiver wants part of it; a receiver that wants all of it gets
+:attr:`Frame.body`, the frame's own bytes. :func:`pack_frames` joins pending events into as few frames as fit under
+the size limit. Nothing here touches a socket or a clock.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class Event(NamedTuple):
     raw: bytes | msgspec.Raw
 
 
-class _EventKey(msgspec.Struct):
+class _EventKey(msgspec.Struct, gc=False):  # no cycles possible: untracked by the GC, cheaper to build
     """The few fields routing needs; every other field is skipped, not decoded."""
 
     ev: str
@@ -64,26 +67,44 @@ def _route(key: _EventKey) -> tuple[str, str]:
     return ev, (getattr(key, attr) if attr else key.sym) or ""
 
 
+def frame_routes(data: bytes | str) -> list[tuple[str, str]]:
+    """The ``(code, ticker)`` of each event of one frame, in order. Raises :class:`FrameError`."""
+    try:
+        keys = _keys_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise FrameError(f"not a frame of events: {exc}") from None
+    out = []
+    field = TICKER_FIELD.get
+    try:
+        for key in keys:
+            ev = key.ev
+            if ev in _SPECIAL:
+                out.append(_route(key))
+            else:
+                out.append((ev, getattr(key, field(ev, "sym")) or ""))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a forex "C" whose "p" is not a string
+        raise FrameError(f"not a frame of events: {exc}") from None
+    return out
+
+
+def frame_raws(data: bytes | str) -> list[msgspec.Raw]:
+    """The original bytes of each event object of one frame, in order. Raises :class:`FrameError`."""
+    try:
+        return _raw_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise FrameError(f"not a frame of events: {exc}") from None
+
+
 def split_frame(data: bytes | str) -> list[Event]:
     """Events of one frame, in order, each with its original bytes. Raises :class:`FrameError`.
 
     Status objects come out with code ``"status"`` and their status as ticker, so callers can act on them.
     """
-    try:
-        # Two C-level passes (raw slices, then the key fields) beat one Python-level decode per object.
-        raws = _raw_decoder.decode(data)
-        keys = _keys_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(f"not a frame of events: {exc}") from None
+    # Two C-level passes (raw slices, then the key fields) beat one Python-level decode per object.
+    routes = frame_routes(data)
+    raws = frame_raws(data)
     new = tuple.__new__
-    out = []
-    for key, raw in zip(keys, raws):
-        ev = key.ev
-        if ev in _SPECIAL:
-            out.append(new(Event, (*_route(key), raw)))
-        else:
-            out.append(new(Event, (ev, getattr(key, TICKER_FIELD.get(ev, "sym")) or "", raw)))
-    return out
+    return [new(Event, (code, ticker, raw)) for (code, ticker), raw in zip(routes, raws)]
 
 
 def event_from_object(raw: bytes | msgspec.Raw) -> Event:
@@ -95,23 +116,53 @@ def event_from_object(raw: bytes | msgspec.Raw) -> Event:
 
 
 class Frame:
-    """One upstream frame: its bytes, split into :class:`Event` s only when someone asks (and then only once).
+    """One upstream frame: its bytes, decoded only as far as someone asks (and each part only once).
 
     A tier that can use the bytes directly (the aggregator decodes trade frames straight into columns) skips the
-    split entirely. ``events`` raises :class:`FrameError` for bytes that are not a frame of events.
+    split entirely; the hub reads ``routes`` and needs ``raws`` only for receivers that want part of the frame.
+    ``routes``, ``raws`` and ``events`` raise :class:`FrameError` for bytes that are not a frame of events.
     """
 
-    __slots__ = ("data", "_events")
+    __slots__ = ("data", "_events", "_routes", "_raws")
 
     def __init__(self, data: bytes, events: list[Event] | None = None) -> None:
         self.data = data
         self._events = events
+        self._routes: list[tuple[str, str]] | None = None
+        self._raws: list | None = None
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """``(code, ticker)`` of each event, in order."""
+        if self._routes is None:
+            if self._events is not None:
+                self._routes = [(e[0], e[1]) for e in self._events]
+            else:
+                self._routes = frame_routes(self.data)
+        return self._routes
+
+    @property
+    def raws(self) -> list:
+        """The original bytes of each event object, in order."""
+        if self._raws is None:
+            self._raws = [e[2] for e in self._events] if self._events is not None else frame_raws(self.data)
+        return self._raws
 
     @property
     def events(self) -> list[Event]:
         if self._events is None:
-            self._events = split_frame(self.data)
+            new = tuple.__new__
+            self._events = [new(Event, (c, t, r)) for (c, t), r in zip(self.routes, self.raws)]
         return self._events
+
+    @property
+    def body(self) -> memoryview | None:
+        """The frame's event objects, comma-joined, as they arrived (the bytes between ``[`` and ``]``), or None
+        when the frame is not compact (whitespace around its objects) or too large to forward as one piece."""
+        data = self.data
+        if data[:2] == b"[{" and data[-2:] == b"}]" and len(data) <= MAX_FRAME_BYTES:
+            return memoryview(data)[1:-1]
+        return None
 
 
 def decode_status(raw: bytes | msgspec.Raw) -> tuple[str, str]:

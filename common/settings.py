@@ -41,6 +41,10 @@ class HubSettings:
     client_buffer_bytes: int = setting(
         8 << 20, "CLIENT_BUFFER_BYTES", "Outgoing bytes a client may have pending before it is cut off as a slow consumer."
     )
+    internal_buffer_bytes: int = setting(
+        64 << 20, "INTERNAL_BUFFER_BYTES",
+        "The same bound for tiers that connect with the internal token (a proxy or the aggregator below this tier).",
+    )
     max_message_bytes: int = setting(
         64 << 10, "MAX_CLIENT_MESSAGE_BYTES", "Largest client message acted on; larger ones get an error (over 1 MiB: close 1009)."
     )

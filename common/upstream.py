@@ -20,7 +20,7 @@ import time
 from typing import Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from common import protocol
 from common.backoff import Backoff
@@ -108,6 +108,7 @@ class UpstreamClient:
             ("upstream_errors", "Upstream connections ended by an unexpected error (re-established with backoff)."),
         ):
             metrics.describe(counter, help)
+        self._frames = metrics.counter("upstream_frames", upstream=name)
 
     # -- demand ------------------------------------------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class UpstreamClient:
     def _on_message(self, data: bytes) -> None:
         self.frames += 1
         self.last_frame_at = time.monotonic()
-        self.metrics.inc("upstream_frames", upstream=self.name)
+        self._frames.n += 1
         try:
             if _STATUS_MARK in data:
                 events = split_frame(data)

@@ -24,7 +24,7 @@ async def serve(settings: ProxySettings, log, stop: asyncio.Event) -> None:
     hub: Hub
 
     def publish(cluster: str, frame: Frame) -> None:
-        hub.publish(cluster, frame.events)
+        hub.publish_frame(cluster, frame)
 
     def upstream(name: str, url: str) -> UpstreamSet:
         return UpstreamSet(name, url, settings.upstream_token(), log, metrics, settings.upstream_grace_ms, publish)

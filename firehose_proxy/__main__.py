@@ -37,7 +37,7 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
         """Every upstream frame enters the hub here (and the recording, first)."""
         if recorder is not None:
             recorder.write(cluster, frame.data, wall_ns())
-        hub.publish(cluster, frame.events)
+        hub.publish_frame(cluster, frame)
 
     def tell(cluster: str, obj: bytes, wants) -> int:
         return hub.tell(cluster, obj, wants)
@@ -45,7 +45,7 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
     source = endpoint = upstreams = pyth = replayer = None
     if settings.replay:
         replayer = Replayer(settings.replay, settings.replay_speed, deliver, log, metrics,
-                            backlog=lambda: max((c.pending_bytes for c in hub.clients.values()), default=0),
+                            backlog=lambda: hub.backlog_bytes(),
                             announce=lambda obj: [hub.tell(c, obj, lambda t: True) for c in CLUSTERS])
         router = SourceRouter(None, None, tell, on_demand=replayer.begin)
         log.warning("replaying", path=settings.replay, speed=settings.replay_speed,
