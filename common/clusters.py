@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # Pyth Hermes prices (DESIGN §2 "Pyth prices"): a tickfan event, not a Polygon one.
 PYTH_CODE = "PY"
 

@@ -62,9 +62,19 @@ def _route(key: _EventKey) -> tuple[str, str]:
     if ev == STATUS:
         return ev, key.status or ""
     if ev == "C":
-        return ev, (_str_decoder.decode(key.p) if key.p is not None else "")
+        return ev, _pair_of(key.p)
     attr = TICKER_FIELD.get(ev)
     return ev, (getattr(key, attr) if attr else key.sym) or ""
+
+
+def _pair_of(p: msgspec.Raw | None) -> str:
+    """The pair of a forex quote; a ``p`` of the wrong type routes by its text (forwarded as sent, never fatal)."""
+    if p is None:
+        return ""
+    try:
+        return _str_decoder.decode(p)
+    except msgspec.ValidationError:
+        return bytes(p).decode("utf-8", "replace")
 
 
 def frame_routes(data: bytes | str) -> list[tuple[str, str]]:
@@ -75,15 +85,12 @@ def frame_routes(data: bytes | str) -> list[tuple[str, str]]:
         raise FrameError(f"not a frame of events: {exc}") from None
     out = []
     field = TICKER_FIELD.get
-    try:
-        for key in keys:
-            ev = key.ev
-            if ev in _SPECIAL:
-                out.append(_route(key))
-            else:
-                out.append((ev, getattr(key, field(ev, "sym")) or ""))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a forex "C" whose "p" is not a string
-        raise FrameError(f"not a frame of events: {exc}") from None
+    for key in keys:
+        ev = key.ev
+        if ev in _SPECIAL:
+            out.append(_route(key))
+        else:
+            out.append((ev, getattr(key, field(ev, "sym")) or ""))
     return out
 
 

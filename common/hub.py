@@ -27,10 +27,22 @@ from picows import WSCloseCode, WSTransport, WSUpgradeRequest, ws_create_server
 from common import hub_http, protocol
 from common.clusters import CLUSTERS, Cluster, cluster_for_path
 from common.frames import MAX_FRAME_BYTES, Event, Frame
-from common.hub_client import CLOSE_TIMEOUT_S, MAX_WIRE_MESSAGE, FRAME_HEAD, HEADROOM, TEXT, Client, Listener, library_logger, send_frame, send_joined
+from common.hub_client import (
+    CLOSE_TIMEOUT_S,
+    FRAME_HEAD,
+    HEADROOM,
+    MAX_WIRE_MESSAGE,
+    TEXT,
+    Client,
+    Listener,
+    library_logger,
+    send_frame,
+    send_joined,
+)
 from common.metrics import Metrics
+from common.notices import StickyNotices
 from common.session import Reply, Session, TopicPolicy
-from common.settings import PLACEHOLDER_INTERNAL_TOKEN, HubSettings, SettingsError, is_loopback
+from common.settings import PLACEHOLDER_INTERNAL_TOKEN, HubSettings, check_exposure
 from common.topic_index import TopicIndex
 from common.topics import Topic
 
@@ -39,17 +51,6 @@ PING_REPLY_S = 20.0  # ... and cut if no pong comes back within this
 
 # Called with (cluster, topics that gained their first subscriber, topics that lost their last one).
 TopicsChanged = Callable[[Cluster, list[Topic], list[Topic]], None]
-
-def check_exposure(host: str, keys: frozenset[str], internal_token: str) -> None:
-    """Refuse to serve beyond loopback without client keys, and keys without an internal token (DESIGN §4)."""
-    if not keys and not is_loopback(host):
-        raise SettingsError(
-            f"refusing to listen on {host} with no client keys: set TICKFAN_API_KEYS or TICKFAN_KEYS_FILE, "
-            "or bind to 127.0.0.1"
-        )
-    if keys and not internal_token:
-        raise SettingsError("client keys are set but TICKFAN_INTERNAL_TOKEN is not: the tiers could not reach each other")
-
 
 class Hub:
     def __init__(
@@ -61,6 +62,7 @@ class Hub:
         metrics: Metrics | None = None,
         on_topics: TopicsChanged | None = None,
         extra_status: Callable[[], dict] | None = None,
+        health: Callable[[], list[str]] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -69,6 +71,8 @@ class Hub:
         self.metrics = metrics or Metrics(name)
         self.on_topics = on_topics
         self.extra_status = extra_status
+        self.health = health or (lambda: [])  # problems that will not heal by themselves: /health answers 503
+        self.notices = StickyNotices()
         self.indexes: dict[str, TopicIndex[Client]] = {c: TopicIndex() for c in CLUSTERS}
         self.topic_counts: dict[str, Counter[Topic]] = {c: Counter() for c in CLUSTERS}
         self.clients: dict[int, Client] = {}  # connected and not closing
@@ -240,6 +244,22 @@ class Hub:
                 told += 1
         return told
 
+    def post_notice(self, cluster: str, key: str, obj: bytes, wants: Callable[[Topic], bool]) -> int:
+        """Tell ``obj`` to the clients of ``cluster`` holding a topic ``wants`` accepts, and to every client that
+        subscribes to such a topic until :meth:`withdraw_notice`; returns how many were told now."""
+        members = ((c.id, c.session.topics) for c in self.clients.values() if c.session.cluster.name == cluster)
+        told = self.notices.post(cluster, key, obj, wants, members)
+        for cid in told:
+            self._enqueue(self.clients[cid], [obj])
+        return len(told)
+
+    def withdraw_notice(self, cluster: str, key: str, obj: bytes) -> int:
+        """End a notice: ``obj`` goes to every client still here that was told it; returns how many."""
+        told = [self.clients[cid] for cid in self.notices.withdraw(cluster, key) if cid in self.clients]
+        for client in told:
+            self._enqueue(client, [obj])
+        return len(told)
+
     def _enqueue(self, client: Client, objects: list[bytes]) -> None:
         for obj in objects:
             client.add(obj)
@@ -286,7 +306,7 @@ class Hub:
         """picows' listener factory: a websocket listener, or the answer to a plain HTTP GET."""
         path = hub_http.request_path(request)
         if not hub_http.is_upgrade(request):
-            return hub_http.answer(path, self.status, self.metrics)
+            return hub_http.answer(path, self.status, self.metrics, self.health)
         return Listener(self, cluster_for_path(path), path)
 
     def _connected(self, transport: WSTransport, cluster: Cluster) -> Client:
@@ -351,8 +371,11 @@ class Hub:
             self.on_topics(cluster, first, last)
         errors = sum(1 for o in reply.out if o.startswith(b'{"ev":"status","status":"error"'))
         self._client_errors.n += errors
-        if reply.out:
-            self._enqueue(client, reply.out)
+        out = reply.out
+        if reply.added and self.notices:
+            out = out + self.notices.on_subscribed(client.id, cluster.name, reply.added)
+        if out:
+            self._enqueue(client, out)
 
     def _auth_timed_out(self, client: Client) -> None:
         if client.session.authenticated or client.closing:
@@ -373,6 +396,7 @@ class Hub:
             return
         if client.session.authenticated:
             self.authenticated_count -= 1
+        self.notices.forget(client.id)
         removed = list(client.session.topics)
         client.session.topics.clear()
         if removed:

@@ -27,9 +27,14 @@ def request_path(request: WSUpgradeRequest) -> str:
     return request.path.decode("latin-1").split("?", 1)[0]
 
 
-def answer(path: str, status: Callable[[], dict], metrics: Metrics) -> WSUpgradeResponseWithListener:
-    """The response to a plain ``GET path``."""
+def answer(path: str, status: Callable[[], dict], metrics: Metrics,
+           health: Callable[[], list[str]] = lambda: []) -> WSUpgradeResponseWithListener:
+    """The response to a plain ``GET path``. ``/health`` is 503 with the reasons while ``health()`` names problems."""
     if path == "/health":
+        problems = health()
+        if problems:
+            body = "unhealthy:\n" + "".join(f"- {p}\n" for p in problems)
+            return _response(HTTPStatus.SERVICE_UNAVAILABLE, body.encode(), TEXT)
         return _response(HTTPStatus.OK, b"ok\n", TEXT)
     if path == "/status":
         return _response(HTTPStatus.OK, msgspec.json.encode(status()) + b"\n", "application/json")

@@ -28,7 +28,7 @@ class Metrics:
         self.prefix = prefix
         self._counters: dict[str, dict[Labels, Count]] = {}
         self._help: dict[str, str] = {}
-        self._gauges: dict[str, Callable[[], dict[Labels, float] | float]] = {}
+        self._gauges: dict[str, list[Callable[[], dict[Labels, float] | float]]] = {}
         self._read_counters: set[str] = set()
 
     def describe(self, name: str, help: str) -> None:
@@ -48,8 +48,9 @@ class Metrics:
         self.counter(name, **labels).n += n
 
     def gauge(self, name: str, read: Callable[[], dict[Labels, float] | float], help: str = "") -> None:
-        """A value read when rendered that may go up and down."""
-        self._gauges[name] = read
+        """A value read when rendered that may go up and down. Several readers of one name (one per upstream set,
+        say) are merged: each contributes its own labelled series."""
+        self._gauges.setdefault(name, []).append(read)
         if help:
             self._help[name] = help
 
@@ -63,11 +64,10 @@ class Metrics:
         cell = self._counters.get(name, {}).get(key)
         if cell is not None:
             return cell.n
-        read = self._gauges.get(name)
-        if read is None:
+        if name not in self._gauges:
             return 0
-        value = read()
-        return value.get(key, 0) if isinstance(value, dict) else (value if not key else 0)
+        value = self._read(name)
+        return value.get(key, 0)
 
     def snapshot(self) -> dict:
         """Counters and gauges as plain JSON: ``{name: value}`` or ``{name: {"k=v,...": value}}`` when labelled."""
@@ -95,9 +95,15 @@ class Metrics:
     def _all(self):
         for name, series in sorted(self._counters.items()):
             yield name, {key: cell.n for key, cell in series.items()}
-        for name, read in sorted(self._gauges.items()):
+        for name in sorted(self._gauges):
+            yield name, self._read(name)
+
+    def _read(self, name: str) -> dict[Labels, float]:
+        merged: dict[Labels, float] = {}
+        for read in self._gauges[name]:
             value = read()
-            yield name, value if isinstance(value, dict) else {(): value}
+            merged.update(value if isinstance(value, dict) else {(): value})
+        return merged
 
 
 def _escape(value: str) -> str:

@@ -6,6 +6,8 @@ Server→client status objects are built here as compact JSON bytes (one object 
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 # Close codes (DESIGN §2 "Close codes").
@@ -65,15 +67,27 @@ def slow_consumer(limit_bytes: int) -> bytes:
 UPSTREAM_DOWN = "upstream_down"
 UPSTREAM_RESTORED = "upstream_restored"
 _DOWN_SUFFIX = "; it will resume by itself"
+_OUTAGE = re.compile(r"^(\S+) (?:(\S+) )?feed (?:interrupted: |restored after )")
 
 
-def upstream_down(cluster: str, reason: str) -> bytes:
-    """Told to every client whose topics depend on a lost upstream (DESIGN §2, "Telling clients what happened")."""
-    return status(UPSTREAM_DOWN, f"{cluster} feed interrupted: {reason}{_DOWN_SUFFIX}")
+def upstream_down(cluster: str, reason: str, scope: str | None = None) -> bytes:
+    """Told to every client whose topics depend on a lost upstream (DESIGN §2, "Telling clients what happened").
+    ``scope`` names the one event code affected (``PY`` when only Pyth is out); None: the cluster's whole feed."""
+    return status(UPSTREAM_DOWN, f"{_feed(cluster, scope)} interrupted: {reason}{_DOWN_SUFFIX}")
 
 
-def upstream_restored(cluster: str, down_s: float) -> bytes:
-    return status(UPSTREAM_RESTORED, f"{cluster} feed restored after {down_s:.1f} s")
+def upstream_restored(cluster: str, down_s: float, scope: str | None = None) -> bytes:
+    return status(UPSTREAM_RESTORED, f"{_feed(cluster, scope)} restored after {down_s:.1f} s")
+
+
+def _feed(cluster: str, scope: str | None) -> str:
+    return f"{cluster} feed" if scope is None else f"{cluster} {scope} feed"
+
+
+def outage_scope(message: str) -> str | None:
+    """The event code an ``upstream_down``/``upstream_restored`` message is limited to, or None for a whole feed."""
+    m = _OUTAGE.match(message)
+    return m.group(2) if m else None
 
 
 def upstream_down_reason(message: str) -> str:

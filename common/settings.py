@@ -79,6 +79,17 @@ class TierSettings(HubSettings):
         return self.internal_token or PLACEHOLDER_INTERNAL_TOKEN
 
 
+def check_exposure(host: str, keys: frozenset[str], internal_token: str) -> None:
+    """Refuse to serve beyond loopback without client keys, and keys without an internal token (DESIGN §4)."""
+    if not keys and not is_loopback(host):
+        raise SettingsError(
+            f"refusing to listen on {host} with no client keys: set TICKFAN_API_KEYS or TICKFAN_KEYS_FILE, "
+            "or bind to 127.0.0.1"
+        )
+    if keys and not internal_token:
+        raise SettingsError("client keys are set but TICKFAN_INTERNAL_TOKEN is not: the tiers could not reach each other")
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -20,7 +20,11 @@ import time
 from typing import Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+)
 
 from common import protocol
 from common.backoff import Backoff
@@ -296,17 +300,17 @@ class UpstreamClient:
 
     def _on_status(self, status: str, message: str, raw: bytes) -> None:
         now = monotonic_ms()
-        if status == protocol.UPSTREAM_DOWN:
-            self._announce(self.feed.relayed(now, True, protocol.upstream_down_reason(message)))
-        elif status == protocol.UPSTREAM_RESTORED:
-            self._announce(self.feed.relayed(now, False))
-        elif status in _QUIET_STATUSES:
+        outage = status in (protocol.UPSTREAM_DOWN, protocol.UPSTREAM_RESTORED)
+        if outage and protocol.outage_scope(message) is None:  # the whole feed above us: our feed state
+            down = status == protocol.UPSTREAM_DOWN
+            self._announce(self.feed.relayed(now, down, protocol.upstream_down_reason(message) if down else ""))
+            return
+        if status in _QUIET_STATUSES:
             self.log.debug("upstream_status", status=status, message=message)
             return
-        else:
-            self.log.warning("upstream_status", status=status, message=message)
-        if self.on_status is not None and status not in (protocol.UPSTREAM_DOWN, protocol.UPSTREAM_RESTORED):
-            self.on_status(status, message, raw)
+        (self.log.info if outage else self.log.warning)("upstream_status", status=status, message=message)
+        if self.on_status is not None:
+            self.on_status(status, message, raw)  # per-topic errors and outages of one code (PY) are passed on
 
     # -- announcements -----------------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class UpstreamSet:
 
     def problems(self) -> list[str]:
         """Why this source cannot serve some cluster and will not recover by itself (for ``/health``)."""
-        return [f"{c.name}: {c.last_error}" for c in self.clients.values() if c.state in ("auth_failed", "failed")]
+        return [f"{c.name} {c.state}: {c.last_error}" for c in self.clients.values() if c.state in ("auth_failed", "failed")]
 
     def status(self) -> dict:
         return {name: client.status() for name, client in self.clients.items()}

@@ -12,6 +12,7 @@ import asyncio
 from common.frames import Frame
 from common.hub import Hub
 from common.metrics import Metrics
+from common.notices import UpstreamNotices
 from common.runner import run_process
 from common.session import TopicPolicy
 from common.upstream_set import UpstreamSet
@@ -34,14 +35,18 @@ async def serve(settings: ProxySettings, log, stop: asyncio.Event) -> None:
         upstream("ms_aggregator", settings.aggregator_url) if settings.aggregator_url else None,
     )
     hub = Hub("filtered_proxy", settings, TopicPolicy(bars_unavailable=router.bars_unavailable), log, metrics,
-              router.on_topics, extra_status=lambda: {"upstreams": router.status()})
+              router.on_topics, extra_status=lambda: {"upstreams": router.status()},
+              health=lambda: [p for s in router.sets() for p in s.problems()])
+    UpstreamNotices(hub, "firehose", router.firehose_topics, log).attach(router.firehose)
+    if router.aggregator is not None:
+        UpstreamNotices(hub, "ms_aggregator", router.aggregator_topics, log).attach(router.aggregator)
     await hub.start(settings.host, settings.port)
     await stop.wait()
     log.info("shutting_down")
+    for upstreams in router.sets():
+        upstreams.stopping()
     await hub.close()
-    await router.firehose.stop()
-    if router.aggregator is not None:
-        await router.aggregator.stop()
+    await asyncio.gather(*(s.stop() for s in router.sets()))
 
 
 def main(argv=None) -> int:

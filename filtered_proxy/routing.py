@@ -23,15 +23,28 @@ class TopicRouter:
         """Why bars cannot be served, or None when they can."""
         return None if self.aggregator is not None else NO_AGGREGATOR
 
+    @staticmethod
+    def firehose_topics(cluster: Cluster, topic: Topic) -> list[str]:
+        """What the firehose is asked for to serve ``topic``: native topics (bare ``*`` as every ``CODE.*``)."""
+        return [] if topic.interval_ms is not None else [str(x) for x in native_expansion(cluster, topic)]
+
+    @staticmethod
+    def aggregator_topics(cluster: Cluster, topic: Topic) -> list[str]:
+        """What the aggregator is asked for to serve ``topic``: the bar topic itself."""
+        return [str(topic)] if topic.interval_ms is not None else []
+
     def on_topics(self, cluster: Cluster, first: list[Topic], last: list[Topic]) -> None:
         """Ask upstreams for topics that gained their first subscriber; release those that lost their last."""
         for topics, change in ((first, "want"), (last, "unwant")):
-            bars = [str(t) for t in topics if t.interval_ms is not None]
-            native = [str(x) for t in topics if t.interval_ms is None for x in native_expansion(cluster, t)]
+            native = [x for t in topics for x in self.firehose_topics(cluster, t)]
+            bars = [x for t in topics for x in self.aggregator_topics(cluster, t)]
             if native:
                 getattr(self.firehose.get(cluster), change)(native)
             if bars and self.aggregator is not None:
                 getattr(self.aggregator.get(cluster), change)(bars)
+
+    def sets(self) -> list[UpstreamSet]:
+        return [s for s in (self.firehose, self.aggregator) if s is not None]
 
     def status(self) -> dict:
         return {"firehose": self.firehose.status(),

@@ -35,6 +35,11 @@ def split_static(static: dict[str, list[str]]) -> tuple[dict[str, list[str]], di
     return polygon, pyth
 
 
+def polygon_topics(cluster: Cluster, topic: Topic) -> list[str]:
+    """What the Polygon-protocol upstream is asked for to serve ``topic`` (everything but ``PY``)."""
+    return [str(t) for t in native_expansion(cluster, topic) if t.code != PYTH_CODE]
+
+
 class SourceRouter:
     def __init__(self, upstreams: UpstreamSet | None, pyth: PythSource | None, tell: Tell,
                  on_demand: Callable[[], None] | None = None, pyth_off: bool = False) -> None:
@@ -49,7 +54,7 @@ class SourceRouter:
             self.on_demand()
         for topics, change in ((first, "want"), (last, "unwant")):
             expanded = [t for topic in topics for t in native_expansion(cluster, topic)]
-            native = [str(t) for t in expanded if t.code != PYTH_CODE]
+            native = [x for topic in topics for x in polygon_topics(cluster, topic)]
             prices = [t.ticker for t in expanded if t.code == PYTH_CODE]
             if native and self.upstreams is not None:
                 getattr(self.upstreams.get(cluster), change)(native)

@@ -14,6 +14,7 @@ from common.clock import wall_ms
 from common.clusters import Cluster
 from common.hub import Hub
 from common.metrics import Metrics
+from common.notices import UpstreamNotices
 from common.runner import run_process
 from common.session import TopicPolicy
 from common.topics import Topic
@@ -44,12 +45,15 @@ async def serve(settings: AggregatorSettings, log, stop: asyncio.Event) -> None:
             bars.close_due(wall_ms())
             await asyncio.sleep(tick_s)
 
-    hub = Hub("ms_aggregator", settings, TopicPolicy(codes=RELAYED_CODES), log, metrics, on_topics, extra_status)
+    hub = Hub("ms_aggregator", settings, TopicPolicy(codes=RELAYED_CODES), log, metrics, on_topics, extra_status,
+              health=firehose.problems)
     bars = BarService(settings, hub, metrics)
+    UpstreamNotices(hub, "firehose", upstream_topics, log).attach(firehose)
     await hub.start(settings.host, settings.port)
     ticker = asyncio.get_running_loop().create_task(close_bars_every(settings.bar_tick_ms / 1000))
     await stop.wait()
     log.info("shutting_down")
+    firehose.stopping()
     ticker.cancel()
     bars.close_due(wall_ms())  # flush the windows that are due before saying goodbye
     await hub.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Proc, free_port
+from tests.helpers import Proc, abort_open_clients, free_port
 
 
 @pytest.fixture
@@ -22,5 +22,6 @@ def procs(tmp_path):
 
     starter = Starter()
     yield starter
+    abort_open_clients()
     for p in reversed(starter.started):
         p.stop()

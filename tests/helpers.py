@@ -146,9 +146,26 @@ class WsClient:
         return [e for e in self.events if e.get("ev") != "status"]
 
 
+OPEN_CLIENTS: list[WsClient] = []  # cut at teardown, so tiers stopping do not wait out their close timeout
+
+
+def abort_open_clients() -> None:
+    while OPEN_CLIENTS:
+        transport = OPEN_CLIENTS.pop().ws.transport
+        if transport is None:
+            continue
+        sock = transport.get_extra_info("socket")
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)  # works after the test's event loop is closed, too
+        except OSError:
+            pass
+
+
 async def connect(port: int, path: str = "/stocks", key: str | None = "k", **kw) -> WsClient:
     ws = await websockets.connect(f"ws://127.0.0.1:{port}{path}", **kw)
     client = WsClient(ws)
+    OPEN_CLIENTS.append(client)
     assert await client.recv_frame() == [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
     if key is not None:
         await client.send({"action": "auth", "params": key})

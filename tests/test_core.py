@@ -358,3 +358,15 @@ def test_metrics_types_in_prometheus_text():
     assert "# TYPE tickfan_bars_out counter" in text
     assert 'tickfan_bars_out{process="p",cluster="stocks"} 7' in text
     assert m.snapshot()["bars_out"] == {"cluster=stocks": 7}
+
+
+def test_gauges_of_one_name_from_several_sources_are_merged():
+    from common.metrics import Metrics
+
+    m = Metrics("proxy")
+    m.gauge("upstream_connected", lambda: {(("upstream", "firehose/stocks"),): 1.0}, "1 while up.")
+    m.gauge("upstream_connected", lambda: {(("upstream", "ms_aggregator/stocks"),): 0.0})
+    text = m.prometheus()
+    assert 'tickfan_upstream_connected{process="proxy",upstream="firehose/stocks"} 1' in text
+    assert 'tickfan_upstream_connected{process="proxy",upstream="ms_aggregator/stocks"} 0' in text
+    assert m.snapshot()["upstream_connected"] == {"upstream=firehose/stocks": 1.0, "upstream=ms_aggregator/stocks": 0.0}

@@ -15,7 +15,6 @@ from firehose_proxy.sources.simulator import SimulatorSettings
 from ms_aggregator.settings import AggregatorSettings
 from tests.helpers import ROOT
 
-
 SETTINGS = [HubSettings, FirehoseSettings, AggregatorSettings, ProxySettings, SimulatorSettings, HermesSimSettings]
 
 

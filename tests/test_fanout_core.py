@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from common.frames import MAX_FRAME_BYTES, Frame, FrameError, split_frame
 from common.metrics import Metrics
 from common.outbox import Outbox
-
 from tests.helpers import quote, trade
 
 
@@ -66,10 +65,16 @@ def test_frame_decodes_routes_raws_and_body_lazily():
     assert Frame(b"[]").routes == []
 
 
-@pytest.mark.parametrize("bad", [b'[{"ev":"C","p":1.5}]', b'{"ev":"T"}', b"[1,2]", b"nope"])
+@pytest.mark.parametrize("bad", [b'{"ev":"T"}', b"[1,2]", b"nope", b'[{"sym":"AAPL"}]'])
 def test_frame_errors_are_frame_errors(bad):
     with pytest.raises(FrameError):
         Frame(bad).routes
+
+
+def test_an_event_of_the_wrong_shape_costs_nothing_else_in_its_frame():
+    # a forex quote whose pair is a number: routed by its text and forwarded as sent; its neighbours are untouched
+    frame = Frame(b'[{"ev":"C","p":1.5,"a":1},{"ev":"C","p":"EUR/USD","a":1.1}]')
+    assert frame.routes == [("C", "1.5"), ("C", "EUR/USD")]
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------

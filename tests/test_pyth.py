@@ -18,7 +18,11 @@ from common.topics import Topic
 from firehose_proxy.sources.market import MarketConfig
 from firehose_proxy.sources.pyth import stream as stream_mod
 from firehose_proxy.sources.pyth.feeds import FeedCatalog, map_symbol
-from firehose_proxy.sources.pyth.hermes_market import HermesMarket, default_feeds, feed_id
+from firehose_proxy.sources.pyth.hermes_market import (
+    HermesMarket,
+    default_feeds,
+    feed_id,
+)
 from firehose_proxy.sources.pyth.simulator import HermesSimulator
 from firehose_proxy.sources.pyth.stream import PythSource
 from firehose_proxy.sources.pyth.updates import UpdateDecoder, UpdateError, scaled
@@ -135,6 +139,12 @@ class Collected:
         self.told.append((cluster, obj, wants))
         return 1
 
+    def post_notice(self, cluster, key, obj, wants):
+        return self.tell(cluster, obj, wants)
+
+    def withdraw_notice(self, cluster, key, obj):
+        return self.tell(cluster, obj, lambda t: True)
+
     def events(self) -> list[dict]:
         return [json.loads(bytes(e.raw)) for _, data in self.frames for e in split_frame(data)]
 
@@ -158,7 +168,8 @@ async def hermes():
 
 
 def source(url: str, got: Collected, log=None, grace_ms: int = 0, **kw) -> PythSource:
-    return PythSource(url, kw.pop("key", ""), log or Log(), Metrics("test"), grace_ms, got.publish, got.tell, **kw)
+    return PythSource(url, kw.pop("key", ""), log or Log(), Metrics("test"), grace_ms, got.publish, got.tell,
+                      notices=got, **kw)
 
 
 def stream_ids(sim: HermesSimulator) -> list[set[str]]:
@@ -205,7 +216,9 @@ async def test_closed_streams_reconnect_and_subscribers_are_told(hermes):
                              what="streams closed by the server reopened")
         before = len(got.events())
         await async_wait_for(lambda: len(got.events()) > before + 2, what="prices after reconnecting")
-        assert got.statuses("upstream_down")[0].startswith("Pyth Hermes price stream lost (stream closed by Hermes)")
+        assert got.statuses("upstream_down")[0].startswith(
+            "crypto PY feed interrupted: Pyth Hermes price stream lost (stream closed by Hermes)")
+        assert got.statuses("upstream_restored")[0].startswith("crypto PY feed restored after ")
         assert {e["sym"] for e in got.events()} == {"ETH-USD"}
         assert pyth.metrics.value("pyth_stream_errors") >= 2  # the error events, incl. the 24 h one
         assert pyth.metrics.value("pyth_reconnects") >= 2

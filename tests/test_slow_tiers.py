@@ -35,6 +35,10 @@ async def test_a_proxy_cut_at_the_firehose_reconnects_and_its_clients_resume(pro
                          timeout=20, what="proxy back at the firehose")
     await up.send("/stocks", f"[{trade('AFTER', '2.50', 777)}]")
     await client.until(lambda ev: any(e.get("sym") == "AFTER" for e in ev), timeout=10, what="data after the cut")
+    # its client was told: the feed was interrupted (the proxy was cut at the firehose), then restored
+    said = [(e["status"], e["message"]) for e in client.events if e.get("status", "").startswith("upstream_")]
+    assert [s for s, _ in said] == ["upstream_down", "upstream_restored"], said
+    assert said[0][1].startswith("stocks feed interrupted: firehose/stocks: ")  # 1013, or a cut if it came too late
     assert status(px.port)["counters"]["upstream_reconnects"] == {"upstream=firehose/stocks": 1}
     assert status(px.port)["clients"] == 1
     await up.close()

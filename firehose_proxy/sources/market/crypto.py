@@ -20,7 +20,12 @@ from firehose_proxy.sources.market.engine import (
     wire_prices,
 )
 from firehose_proxy.sources.market.l2book import L2Books
-from firehose_proxy.sources.market.periodic import fair_values, latest, merge_into, schedule
+from firehose_proxy.sources.market.periodic import (
+    fair_values,
+    latest,
+    merge_into,
+    schedule,
+)
 from firehose_proxy.sources.market.wire import (
     CryptoAgg,
     CryptoAggS,

@@ -15,8 +15,19 @@ from firehose_proxy.sources.market.engine import (
     wire_number,
     wire_prices,
 )
-from firehose_proxy.sources.market.periodic import fair_values, latest, merge_into, schedule
-from firehose_proxy.sources.market.wire import FairValue, ForexAgg, ForexAggS, ForexQuote, encode
+from firehose_proxy.sources.market.periodic import (
+    fair_values,
+    latest,
+    merge_into,
+    schedule,
+)
+from firehose_proxy.sources.market.wire import (
+    FairValue,
+    ForexAgg,
+    ForexAggS,
+    ForexQuote,
+    encode,
+)
 
 
 class Forex(ClusterStream):

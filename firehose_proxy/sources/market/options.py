@@ -21,8 +21,18 @@ from firehose_proxy.sources.market.engine import (
     popularity,
     wire_prices,
 )
-from firehose_proxy.sources.market.periodic import fair_values, latest, merge_into, schedule
-from firehose_proxy.sources.market.wire import FairValue, OptionQuote, OptionTrade, encode
+from firehose_proxy.sources.market.periodic import (
+    fair_values,
+    latest,
+    merge_into,
+    schedule,
+)
+from firehose_proxy.sources.market.wire import (
+    FairValue,
+    OptionQuote,
+    OptionTrade,
+    encode,
+)
 
 
 def parse_occ(symbol: str) -> tuple[str, bool, float] | None:

@@ -33,7 +33,13 @@ from firehose_proxy.sources.market.engine import (
     popularity,
     wire_prices,
 )
-from firehose_proxy.sources.market.periodic import fair_values, last_per_symbol, latest, merge_into, schedule
+from firehose_proxy.sources.market.periodic import (
+    fair_values,
+    last_per_symbol,
+    latest,
+    merge_into,
+    schedule,
+)
 from firehose_proxy.sources.market.wire import (
     FairValue,
     Imbalance,

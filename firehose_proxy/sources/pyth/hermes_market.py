@@ -17,7 +17,12 @@ from typing import Iterable
 import msgspec
 import numpy as np
 
-from firehose_proxy.sources.market.config import CRYPTO_PROFILES, FOREX_PROFILES, STOCK_PROFILES, MarketConfig
+from firehose_proxy.sources.market.config import (
+    CRYPTO_PROFILES,
+    FOREX_PROFILES,
+    STOCK_PROFILES,
+    MarketConfig,
+)
 
 SLOT_MS = 400
 EMA_SLOTS = 9000  # Pyth's EMA spans about an hour of slots

@@ -25,7 +25,11 @@ from common.runner import run_process
 from common.settings import setting
 from firehose_proxy.sources.market.config import MarketConfig
 from firehose_proxy.sources.pyth.feeds import normalize_id
-from firehose_proxy.sources.pyth.hermes_market import SLOT_MS, HermesMarket, default_feeds
+from firehose_proxy.sources.pyth.hermes_market import (
+    SLOT_MS,
+    HermesMarket,
+    default_feeds,
+)
 
 QUEUE_SLOTS = 50  # updates a stream may fall behind before it is told it lagged (Hermes' broadcast lag)
 

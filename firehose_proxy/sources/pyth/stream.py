@@ -34,6 +34,7 @@ from common.topics import Topic
 from firehose_proxy.sources.pyth.feeds import FeedCatalog, normalize_id
 from firehose_proxy.sources.pyth.updates import UpdateDecoder, UpdateError
 
+NOTICE_KEY = "pyth"  # the hub notice of a Pyth outage, per cluster
 MAX_IDS_PER_STREAM = 100  # ~7 KB of query string: well under what servers and proxies accept
 RESTREAM_DEBOUNCE_S = 0.2
 SWITCH_TIMEOUT_S = 10.0  # a restream closes the old streams once the new ones answered, or after this
@@ -55,7 +56,7 @@ class _Retry(Exception):
 
 
 class _Stream:
-    __slots__ = ("ids", "task", "opened", "state", "connects", "was_up", "down")
+    __slots__ = ("ids", "task", "opened", "state", "connects", "was_up", "down", "down_since")
 
     def __init__(self, ids: tuple[str, ...]) -> None:
         self.ids = ids
@@ -65,6 +66,7 @@ class _Stream:
         self.connects = 0
         self.was_up = False
         self.down = False
+        self.down_since = 0.0
 
 
 def _key(cluster: str, ticker: str) -> str:
@@ -79,12 +81,13 @@ def _split(key: str) -> tuple[str, str]:
 class PythSource:
     def __init__(self, base_url: str, api_key: str, log, metrics: Metrics, grace_ms: int, publish: Publish,
                  tell: Tell, refresh_s: float = 900.0, static: dict[str, list[str]] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, notices=None) -> None:
         self.base_url = base_url.rstrip("/")
         self.log = log.bind(upstream="pyth", url=self.base_url)
         self.metrics = metrics
         self.publish = publish
         self.tell = tell
+        self.notices = notices  # post_notice / withdraw_notice: outages held for late subscribers (the hub)
         self.refresh_s = refresh_s
         statics = [_key(c, t) for c, tickers in (static or {}).items() for t in tickers]
         self.demand = TopicDemand(grace_ms, statics)
@@ -159,10 +162,6 @@ class PythSource:
         cluster, ticker = _split(key)
         topic = Topic(PYTH_CODE, ticker)
         self.tell(cluster, status, lambda t: t == topic)
-
-    def _tell_clusters(self, clusters: Iterable[str], status: bytes) -> None:
-        for cluster in clusters:
-            self.tell(cluster, status, lambda t: t.code == PYTH_CODE)
 
     # -- feed list ---------------------------------------------------------------------------------------------
 
@@ -313,8 +312,9 @@ class PythSource:
         self.log.info("pyth_stream_open", ids=len(stream.ids), connects=stream.connects)
         if stream.down:
             stream.down = False
-            self._tell_clusters(self._clusters(stream.ids), protocol.status(
-                "upstream_restored", "Pyth Hermes price stream restored"))
+            down_s = time.monotonic() - stream.down_since
+            for cluster in self._clusters(stream.ids):
+                self.notices.withdraw_notice(cluster, NOTICE_KEY, protocol.upstream_restored(cluster, down_s, PYTH_CODE))
         stream.was_up = True
 
     def _down(self, stream: _Stream, reason: str) -> None:
@@ -323,8 +323,10 @@ class PythSource:
         self.log.warning("pyth_stream_lost", error=reason, ids=len(stream.ids))
         if stream.was_up and not stream.down:
             stream.down = True
-            self._tell_clusters(self._clusters(stream.ids), protocol.status(
-                "upstream_down", f"Pyth Hermes price stream lost ({reason}); reconnecting"))
+            stream.down_since = time.monotonic()
+            for cluster in self._clusters(stream.ids):
+                self.notices.post_notice(cluster, NOTICE_KEY, protocol.upstream_down(
+                    cluster, f"Pyth Hermes price stream lost ({reason})", PYTH_CODE), lambda t: t.code == PYTH_CODE)
 
     def _not_found(self, stream: _Stream, body: str) -> None:
         """Hermes answered 404 Price ids not found: drop those ids until the next feed list, tell who asked."""

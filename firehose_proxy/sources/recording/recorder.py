@@ -18,7 +18,13 @@ from collections import deque
 from pathlib import Path
 
 from common.metrics import Metrics
-from firehose_proxy.sources.recording.format import GZIP_WBITS, MAGIC, encode_record, file_name, hour_of
+from firehose_proxy.sources.recording.format import (
+    GZIP_WBITS,
+    MAGIC,
+    encode_record,
+    file_name,
+    hour_of,
+)
 
 FLUSH_S = 0.5
 COMPRESS_LEVEL = 1  # fast: the recorder must keep up with a full feed on one core; JSON still shrinks ~5x

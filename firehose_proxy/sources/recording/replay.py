@@ -19,7 +19,12 @@ from common import protocol
 from common.frames import Frame, FrameError
 from common.metrics import Metrics
 from common.settings import SettingsError
-from firehose_proxy.sources.recording.format import FileReader, Record, RecordingError, recording_files
+from firehose_proxy.sources.recording.format import (
+    FileReader,
+    Record,
+    RecordingError,
+    recording_files,
+)
 
 SETTLE_S = 1.0
 BACKLOG_BYTES = 1 << 20
