@@ -368,7 +368,10 @@ class Hub:
                 del counts[topic]
                 last.append(topic)
         if (first or last) and self.on_topics is not None:
-            self.on_topics(cluster, first, last)
+            try:
+                self.on_topics(cluster, first, last)
+            except Exception:  # noqa: BLE001 - a tier's bug must not take the client's connection with it
+                self.log.exception("on_topics_failed", hub=self.name, first=len(first), last=len(last))
         errors = sum(1 for o in reply.out if o.startswith(b'{"ev":"status","status":"error"'))
         self._client_errors.n += errors
         out = reply.out

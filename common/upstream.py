@@ -37,6 +37,10 @@ from common.metrics import Metrics
 
 SUBSCRIBE_CHUNK = 500  # topics per subscribe message, to keep control messages small
 STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
+# Tiers start together (honcho, systemd): while an upstream has never answered yet, a refused connection is a
+# tier still starting, retried quickly and quietly for this long before it counts as an outage.
+STARTUP_GRACE_S = 5.0
+STARTUP_RETRY_S = 0.1
 SAMPLE_BYTES = 200  # how much of a bad frame a log line shows
 
 # Called with each upstream data frame (status objects already handled and removed). May raise anything: counted.
@@ -187,9 +191,11 @@ class UpstreamClient:
 
     async def run(self) -> None:
         """Connect and stay connected until stopped; raises :class:`UpstreamAuthFailed` on a rejected key."""
+        born = time.monotonic()
         while not self._stopping:
             started = time.monotonic()
             was_up = self.feed.link_up
+            planned = False  # the tier above is restarting on purpose (1012/1001): not worth a warning
             try:
                 await self._session()
                 self.last_error = "connection closed by the upstream"
@@ -212,11 +218,17 @@ class UpstreamClient:
                 if self._stopping:
                     break
                 if exc.rcvd is not None and exc.rcvd.code in _RESTART_CODES:
+                    planned = True
                     self.log.info("upstream_restarting", reason=self.last_error)
                 else:
                     self.log.warning("upstream_disconnected", error=self.last_error)
             except (OSError, InvalidHandshake, TimeoutError, FrameError, _Retry) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                if self._starting(born, exc):
+                    self.state = "starting"
+                    self.log.info("upstream_not_ready", error=self.last_error)
+                    await asyncio.sleep(STARTUP_RETRY_S)
+                    continue
                 if not self._stopping:
                     self.log.warning("upstream_disconnected", error=self.last_error)
             except Exception as exc:  # noqa: BLE001 - supervision: a bug ends this connection, never the task
@@ -229,13 +241,18 @@ class UpstreamClient:
             if self._stopping:
                 break
             self._lost(f"{self.name}: {self.last_error}" if was_up or self.feed.link_up else
-                       f"cannot reach {self.name}: {self.last_error}")
+                       f"cannot reach {self.name}: {self.last_error}", planned)
             self.state = "backoff"
             if time.monotonic() - started >= STABLE_AFTER_S:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
             self.log.info("upstream_reconnecting", in_s=round(delay, 3))
             await asyncio.sleep(delay)
+
+    def _starting(self, born: float, exc: Exception) -> bool:
+        """A refused connection to an upstream that has never answered, within the start-up grace."""
+        return (isinstance(exc, ConnectionRefusedError) and self.connects == 0
+                and time.monotonic() - born < STARTUP_GRACE_S)
 
     async def _session(self) -> None:
         self.state = "connecting"
@@ -314,11 +331,12 @@ class UpstreamClient:
 
     # -- announcements -----------------------------------------------------------------------------------------
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, planned: bool = False) -> None:
         if self._stopping:
             return
         now = monotonic_ms()
-        self._announce(self.feed.link_lost(now, reason) if self.feed.link_up else self.feed.attempt_failed(now, reason))
+        news = self.feed.link_lost(now, reason) if self.feed.link_up else self.feed.attempt_failed(now, reason)
+        self._announce(news, planned)
 
     def _schedule_settle(self) -> None:
         due = self.feed.next_tick_ms()
@@ -333,14 +351,14 @@ class UpstreamClient:
         self._announce(self.feed.tick(monotonic_ms()))
         self._schedule_settle()
 
-    def _announce(self, news: Announcement | None) -> None:
+    def _announce(self, news: Announcement | None, planned: bool = False) -> None:
         if news is None or self._stopping:
             return
         if news.up:
             self.last_outage_ms = news.down_ms
             self.log.info("upstream_feed_restored", down_s=round(news.down_ms / 1000, 3))
         else:
-            self.log.warning("upstream_feed_down", reason=news.reason)
+            (self.log.info if planned else self.log.warning)("upstream_feed_down", reason=news.reason)
         if self.on_link is not None:
             try:
                 self.on_link(news.up, news.reason)

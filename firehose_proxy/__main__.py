@@ -49,9 +49,17 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
             problems.append(f"pyth: {pyth.last_error}")
         return problems
 
+    early: list = []  # demand that arrived while the sources were still opening
+
+    def on_topics(cluster, first, last) -> None:
+        if router is None:
+            early.append((cluster, first, last))
+        else:
+            router.on_topics(cluster, first, last)
+
     # Listen first: a port in use is one clear line before any source starts.
-    hub = Hub("firehose", settings, TopicPolicy(bars_unavailable=BARS_ELSEWHERE), log, metrics,
-              lambda cluster, first, last: router.on_topics(cluster, first, last), extra_status, health)
+    hub = Hub("firehose", settings, TopicPolicy(bars_unavailable=BARS_ELSEWHERE), log, metrics, on_topics,
+              extra_status, health)
     await hub.start(settings.host, settings.port)
 
     def deliver(cluster: str, frame: Frame) -> None:
@@ -80,6 +88,9 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
         upstreams.start_static()
         if pyth is not None:
             pyth.start()
+    for change in early:
+        router.on_topics(*change)
+    early.clear()
     await stop.wait()
     log.info("shutting_down")
     if upstreams is not None:
