@@ -39,6 +39,7 @@ from common.hub_client import (
     send_frame,
     send_joined,
 )
+from common.logs import LogThrottle
 from common.metrics import Metrics
 from common.notices import StickyNotices
 from common.session import Reply, Session, TopicPolicy
@@ -73,6 +74,7 @@ class Hub:
         self.extra_status = extra_status
         self.health = health or (lambda: [])  # problems that will not heal by themselves: /health answers 503
         self.notices = StickyNotices()
+        self._throttle = LogThrottle()
         self.indexes: dict[str, TopicIndex[Client]] = {c: TopicIndex() for c in CLUSTERS}
         self.topic_counts: dict[str, Counter[Topic]] = {c: Counter() for c in CLUSTERS}
         self.clients: dict[int, Client] = {}  # connected and not closing
@@ -335,9 +337,8 @@ class Hub:
         if client.closing:
             return
         if len(message) > self.settings.max_message_bytes:
-            self._client_errors.n += 1
-            self._enqueue(client, [protocol.error(
-                f"message too large: {len(message)} bytes, limit {self.settings.max_message_bytes}")])
+            self._apply(client, Reply([protocol.error(
+                f"message too large: {len(message)} bytes, limit {self.settings.max_message_bytes}")], [], []))
             return
         was_authenticated = client.session.authenticated
         reply = client.session.receive(message)
@@ -372,8 +373,13 @@ class Hub:
                 self.on_topics(cluster, first, last)
             except Exception:  # noqa: BLE001 - a tier's bug must not take the client's connection with it
                 self.log.exception("on_topics_failed", hub=self.name, first=len(first), last=len(last))
-        errors = sum(1 for o in reply.out if o.startswith(b'{"ev":"status","status":"error"'))
-        self._client_errors.n += errors
+        errors = [o for o in reply.out if o.startswith(b'{"ev":"status","status":"error"')]
+        if errors:
+            self._client_errors.n += len(errors)
+            held = self._throttle.allow("client_error", time.monotonic())
+            if held is not None:  # at most one line a second, whatever a client sends
+                self.log.info("client_error", hub=self.name, client=client.id, remote=client.remote,
+                              sample=bytes(errors[0][:200]).decode("utf-8", "replace"), similar_since_last=held)
         out = reply.out
         if reply.added and self.notices:
             out = out + self.notices.on_subscribed(client.id, cluster.name, reply.added)

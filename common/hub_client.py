@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from common import protocol
 from common.clusters import CLUSTERS, Cluster
+from common.logs import LogThrottle
 from common.outbox import Outbox
 from common.session import Session
 
@@ -49,6 +51,7 @@ def send_joined(transport: WSTransport, pieces: list) -> None:
     buf += b"]"
     transport.send_reuse_external_bytearray(TEXT, buf, HEADROOM)
 
+
 _ids = itertools.count(1)
 
 
@@ -62,13 +65,19 @@ def library_logger(log) -> logging.Logger:
 
 
 class _ToStructlog(logging.Handler):
+    """One info line a second at most: a client sending oversized or broken frames cannot flood the log."""
+
     def __init__(self, log) -> None:
         super().__init__(logging.WARNING)
         self.log = log
+        self.throttle = LogThrottle()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.log.info("websocket_protocol", level=record.levelname.lower(), message=record.getMessage()[:300])
+            held = self.throttle.allow("websocket_protocol", time.monotonic())
+            if held is not None:
+                self.log.info("websocket_protocol", level=record.levelname.lower(), message=record.getMessage()[:300],
+                              similar_since_last=held)
         except Exception:  # noqa: BLE001 - logging must never break a connection
             pass
 

@@ -167,6 +167,12 @@ async def test_malformed_input_gets_errors_and_other_clients_never_notice(chain)
     await up.send("/stocks", f"[{trade('AAPL', q=5)}]")
     await good.until(lambda ev: any(e.get("q") == 5 for e in ev))
     assert status(px.port)["counters"]["client_errors"] == 3
+    for _ in range(50):  # a flood of bad input: every one answered, one log line a second at most
+        await bad.send("{flood")
+    await bad.until(lambda ev: sum(1 for e in ev if "malformed JSON" in e.get("message", "")) == 51, what="answers")
+    assert status(px.port)["counters"]["client_errors"] == 53
+    lines = [line for line in px.log().splitlines() if '"client_error"' in line]
+    assert 1 <= len(lines) <= 3 and all('"level": "info"' in line for line in lines), lines
 
 
 async def test_auth_failure_timeout_and_unknown_path(procs):
