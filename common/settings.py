@@ -69,6 +69,9 @@ class TierSettings(HubSettings):
     """What the three tiers share beyond the hub: they are each also a client of an upstream."""
 
     upstream_grace_s: float = setting(30.0, "UPSTREAM_GRACE_S", "Seconds a topic nobody wants stays subscribed upstream.")
+    upstream_timeout_s: float = setting(
+        20.0, "UPSTREAM_TIMEOUT_S", "An upstream that answers no ping for this long is treated as down and reconnected."
+    )
 
     @property
     def upstream_grace_ms(self) -> int:

@@ -28,7 +28,8 @@ async def serve(settings: ProxySettings, log, stop: asyncio.Event) -> None:
         hub.publish_frame(cluster, frame)
 
     def upstream(name: str, url: str) -> UpstreamSet:
-        return UpstreamSet(name, url, settings.upstream_token(), log, metrics, settings.upstream_grace_ms, publish)
+        return UpstreamSet(name, url, settings.upstream_token(), log, metrics, settings.upstream_grace_ms, publish,
+                           ping_timeout_s=settings.upstream_timeout_s)
 
     router = TopicRouter(
         upstream("firehose", settings.firehose_url),

@@ -78,7 +78,7 @@ async def serve(settings: FirehoseSettings, log, stop: asyncio.Event) -> None:
         polygon_static, pyth_static = split_static(static_topics(settings.subscribe))
         source = await open_source(settings, log)
         upstreams = UpstreamSet(source.name, source.base_url, source.key, log, metrics, settings.upstream_grace_ms,
-                                on_frame=deliver, static=polygon_static)
+                                on_frame=deliver, static=polygon_static, ping_timeout_s=settings.upstream_timeout_s)
         UpstreamNotices(hub, source.name, polygon_topics, log).attach(upstreams)
         endpoint = await open_pyth(settings, log)
         if endpoint is not None:

@@ -28,7 +28,8 @@ async def serve(settings: AggregatorSettings, log, stop: asyncio.Event) -> None:
     hub: Hub
     bars: BarService
     firehose = UpstreamSet("firehose", settings.firehose_url, settings.upstream_token(), log, metrics,
-                           settings.upstream_grace_ms, lambda cluster, frame: bars.on_frame(cluster, frame, wall_ms()))
+                           settings.upstream_grace_ms, lambda cluster, frame: bars.on_frame(cluster, frame, wall_ms()),
+                           ping_timeout_s=settings.upstream_timeout_s)
 
     def on_topics(cluster: Cluster, first: list[Topic], last: list[Topic]) -> None:
         if any(t.interval_ms is not None for t in first + last):
