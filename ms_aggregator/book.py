@@ -18,9 +18,9 @@ tick) of the ticker's recent sources, the trade's own included: the same trade i
 tickers do, and a slow source is judged by its own clock. Late windows are dropped and counted, or with
 ``late="amend"`` corrected (:mod:`ms_aggregator.amend`). Trades whose conditions update nothing never touch a bar.
 
-**Partial bars** follow :mod:`ms_aggregator.coverage`. **Memory**: a ticker that has not traded for ``idle_ms``,
-with no open or kept window and no subscription by name, gives its id and per-ticker state back; arrays shrink
-when few ids or slots are in use.
+**Partial bars** follow :mod:`ms_aggregator.coverage`. **Memory**: a ticker that has not traded for ``idle_ms``
+(counted from the end of the hold epoch of its last trade), with no open or kept window and no subscription by
+name, gives its id and per-ticker state back; arrays shrink when few ids or slots are in use.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ms_aggregator.bar_event import encode_bars
 from ms_aggregator.clock import NEVER, SourceClocks
 from ms_aggregator.conditions import UPDATES_ALL, ConditionRules, default_rules
 from ms_aggregator.coverage import PENDING, Coverage
-from ms_aggregator.decode import SymbolTable, TradeBatch, TradeDecoder
+from ms_aggregator.decode import SourceTable, SymbolTable, TradeBatch, TradeDecoder
 from ms_aggregator.merge import merge_rows
 from ms_aggregator.slots import Slots
 from ms_aggregator.tickers import NO_WINDOW, Tickers
@@ -68,7 +68,7 @@ class BarBook:
     """
 
     def __init__(self, cluster: str, rules: ConditionRules | None = None, grace_ms: int = DEFAULT_GRACE_MS,
-                 symbols: SymbolTable | None = None, *, late: str = "drop",
+                 symbols: SymbolTable | None = None, *, sources: SourceTable | None = None, late: str = "drop",
                  amend_window_ms: int = DEFAULT_AMEND_WINDOW_MS, hold_ms: int = DEFAULT_HOLD_MS,
                  idle_ms: int = DEFAULT_IDLE_MS) -> None:
         info = CLUSTERS.get(cluster)
@@ -83,9 +83,10 @@ class BarBook:
         self.late = late
         self.rules = rules if rules is not None else default_rules(cluster)
         self.symbols = symbols if symbols is not None else SymbolTable()
+        self.sources = sources if sources is not None else SourceTable()
         self._float_volume = cluster == "crypto"
         self._decoder: TradeDecoder | None = None
-        self.clocks = SourceClocks()
+        self.clocks = SourceClocks(self.sources)
         self.slots = Slots()
         self.tickers = Tickers()
         self.coverage = Coverage()
@@ -108,9 +109,10 @@ class BarBook:
 
     @property
     def decoder(self) -> TradeDecoder:
-        """A :class:`TradeDecoder` for this cluster sharing the book's symbol table and rules (no id remapping)."""
+        """A :class:`TradeDecoder` for this cluster sharing the book's symbol and source tables and rules (no id
+        remapping)."""
         if self._decoder is None:
-            self._decoder = TradeDecoder(self.cluster, self.rules, self.symbols)
+            self._decoder = TradeDecoder(self.cluster, self.rules, self.symbols, self.sources)
         return self._decoder
 
     @property
@@ -209,12 +211,12 @@ class BarBook:
         tid = batch.tid if batch.symbols is self.symbols else self._remap(batch)
         T = self.tickers
         T.grow(len(self.symbols))
-        src = self.clocks.sources(batch.src)
+        src = batch.src if batch.sources is self.sources else self._remap_sources(batch)
         self.clocks.observe(local, src, batch.t)
         if self.coverage.pending:
             self.coverage.resolve(self.clocks.market_at(local))
         epoch = local // self.hold_ms
-        T.touch(tid, src, epoch, local)
+        T.touch(tid, src, epoch)
         if not self._plan:
             return 0
         t, price, size, flags = batch.t, batch.price, batch.size, batch.flags
@@ -237,7 +239,7 @@ class BarBook:
         ridx, rivl, rk = rows
         tr = t[ridx]
         s = tr - tr % rivl
-        tid_r = tid.astype(np.int64)[ridx]
+        tid_r = tid[ridx]
         sid = tid_r * T.kcap + rk
         late_count = 0
         clock = self.clocks.market_ms
@@ -453,9 +455,10 @@ class BarBook:
         self.slots.rekey(c["tid"][open_slots] * self.tickers.kcap + c["k"][open_slots])
 
     def _evict(self, local: int) -> None:
-        """Give back tickers idle for ``idle_ms`` that hold nothing; shrink arrays when few remain in use."""
+        """Give back tickers idle for ``idle_ms`` (counted from the end of the hold epoch of their last trade) that
+        hold nothing; shrink arrays when few remain in use."""
         T, names = self.tickers, self.symbols.names
-        ids = _nonzero(T.last_seen[: len(names)] < local - self.idle_ms)
+        ids = T.idle(len(names), self.hold_ms, local - self.idle_ms)
         if len(ids):
             c, open_slots = self.slots.cols, self.slots.open_slots()
             ids = ids[~np.isin(ids, c["tid"][open_slots]) & ~T.want[ids].any(axis=1)]
@@ -489,13 +492,17 @@ class BarBook:
         return {"symbols": live, "live_series": live * int(self._wild.sum()) + named, "open_bars": len(self.slots),
                 "kept_bars": len(self.amends) if self.amends is not None else 0, "book_bytes": int(nbytes)}
 
+    def _remap_sources(self, batch: TradeBatch) -> np.ndarray:
+        mapping = np.array([self.sources[x] for x in batch.sources.keys] or [0], np.intp)
+        return mapping[batch.src]
+
     def _remap(self, batch: TradeBatch) -> np.ndarray:
         table = batch.symbols
         if self._foreign is None or self._foreign[0] is not table:
-            self._foreign = (table, np.empty(0, np.int32))
+            self._foreign = (table, np.empty(0, np.intp))
         mapping = self._foreign[1]
         if len(mapping) < len(table):
             more = [self.symbols.id(name) for name in table.names[len(mapping):]]
-            mapping = np.concatenate([mapping, np.array(more, np.int32)])
+            mapping = np.concatenate([mapping, np.array(more, np.intp)])
             self._foreign = (table, mapping)
         return mapping[batch.tid]

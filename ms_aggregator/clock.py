@@ -2,8 +2,8 @@
 
 A *source* is the exchange or venue a trade came from (its ``x``). Each source stamps trades with its own clock
 and reaches us with its own delay, so each gets its own :class:`ClockSkew`. :class:`SourceClocks` holds them for
-one cluster: it turns ``x`` values into small source indices, feeds each source's clock from the batches it
-sends, and on every tick moves each source's *horizon* (the latest market time it has reached) forward.
+one cluster: it feeds each source's clock from the batches it sends, and on every tick moves each source's
+*horizon* (the latest market time it has reached) forward.
 It never decides which bar closes: :class:`ms_aggregator.book.BarBook` does, from these horizons.
 """
 
@@ -13,13 +13,12 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["MAX_SOURCES", "NEVER", "ClockSkew", "SourceClocks"]
+from ms_aggregator.decode import MAX_SOURCES, SourceTable
 
-#: Sources a cluster can tell apart; a source mask is one int64 bit per source, so the 63rd and later share the last.
-MAX_SOURCES = 63
+__all__ = ["NEVER", "ClockSkew", "SourceClocks"]
+
 #: "No horizon yet" (a source not yet ticked, a cluster without trades).
 NEVER = -(2**62)
-_LUT_SIZE = 1024  # x values below this are mapped through an array; others through a dict
 
 
 class ClockSkew:
@@ -52,6 +51,11 @@ class ClockSkew:
     def known(self) -> bool:
         return self._bucket is not None
 
+    @property
+    def bucket_min(self) -> int:
+        """The least delay seen in the current bucket."""
+        return self._min
+
     def observe(self, local_now_ms: int, trade_t_ms: int | None) -> None:
         """Record that a trade stamped ``trade_t_ms`` arrived at ``local_now_ms``. For a batch, pass its newest
         timestamp: the least-delayed trade of the batch. None is ignored."""
@@ -81,84 +85,76 @@ class ClockSkew:
 class SourceClocks:
     """The clock of every source of one cluster, and each one's horizon.
 
-    :meth:`sources` maps a batch's ``x`` column to source indices (assigned in order of first sight; the
-    :data:`MAX_SOURCES`-th and later share the last index). :meth:`observe` feeds each source's
-    :class:`ClockSkew` with its newest trade of the batch. :meth:`tick` sets ``horizon[i] = max(horizon[i],
-    local - offset_i)`` for every source seen so far and ``market_ms`` to the newest of them (the cluster's
-    clock, :data:`NEVER` before the first tick after the first trade). Horizons only move at ticks.
+    Source indices come from a :class:`~ms_aggregator.decode.SourceTable` (shared with the decoder).
+    :meth:`observe` feeds each source's :class:`ClockSkew` with its newest trade of a batch. :meth:`tick` sets
+    ``horizon[i] = max(horizon[i], local - offset_i)`` for every source seen so far and ``market_ms`` to the newest
+    of them (the cluster's clock, :data:`NEVER` before the first tick after the first trade). Horizons only move at
+    ticks. There are a few sources per cluster (at most :data:`MAX_SOURCES`), so per-source values are lists.
     """
 
-    def __init__(self, bucket_ms: int = 1000, buckets: int = 10) -> None:
+    def __init__(self, sources: SourceTable, bucket_ms: int = 1000, buckets: int = 10) -> None:
+        self.sources = sources
         self._bucket_ms, self._buckets = bucket_ms, buckets
-        self.keys: list[int] = []  # source index -> x
         self.skews: list[ClockSkew] = []
-        self._index: dict[int, int] = {}
-        self._lut = np.full(_LUT_SIZE, -1, np.int64)
-        self._offsets = np.zeros(MAX_SOURCES, np.int64)
-        self._scratch = np.full(MAX_SOURCES, -1, np.int64)
-        self.horizon = np.full(MAX_SOURCES, NEVER, np.int64)
+        self.offsets: list[int] = []
+        # Each source's current bucket and its minimum, mirrored from its ClockSkew: a batch whose sources
+        # neither start a bucket nor lower a minimum changes no estimate and needs no call per source.
+        self._bucket: list[int] = []
+        self._min: list[int] = []
+        self._newest = np.full(MAX_SOURCES, -1, np.int64)
+        self.horizon: list[int] = []
         self.market_ms = NEVER
-        self._order = np.empty(0, np.int64)  # source indices by horizon, slowest first (refreshed per tick)
+        self._order: list[int] | None = None  # source indices by horizon, slowest first (after a tick: on demand)
+
+    @property
+    def keys(self) -> list[int]:
+        return self.sources.keys
 
     def __len__(self) -> int:
-        return len(self.keys)
-
-    def sources(self, x: np.ndarray) -> np.ndarray:
-        """Source index per trade for a batch's ``x`` column."""
-        if len(x) and 0 <= int(x.min()) and int(x.max()) < _LUT_SIZE:
-            src = self._lut[x]
-            if int(src.min()) >= 0:
-                return src
-        for key in dict.fromkeys(x.tolist()):  # new sources, in order of first sight
-            if key not in self._index:
-                self._add(key)
-        if len(x) and 0 <= int(x.min()) and int(x.max()) < _LUT_SIZE:
-            return self._lut[x]
-        get = self._index.__getitem__
-        return np.fromiter(map(get, x.tolist()), np.int64, len(x))
-
-    def _add(self, key: int) -> None:
-        index = min(len(self.keys), MAX_SOURCES - 1)
-        if index == len(self.keys):
-            self.keys.append(key)
-            self.skews.append(ClockSkew(self._bucket_ms, self._buckets))
-        self._index[key] = index
-        if 0 <= key < _LUT_SIZE:
-            self._lut[key] = index
+        return len(self.skews)
 
     def observe(self, local_ms: int, src: np.ndarray, t: np.ndarray) -> None:
         """Each source's newest trade of a batch: one clock observation per source."""
         if len(t) == 0:
             return
-        newest = self._scratch
-        newest[: len(self.keys)] = -1
+        while len(self.skews) < len(self.sources):  # sources the decoder met in this batch
+            self.skews.append(ClockSkew(self._bucket_ms, self._buckets))
+            self.offsets.append(0)
+            self._bucket.append(-1)
+            self._min.append(0)
+            self.horizon.append(NEVER)
+        n = len(self.skews)
+        newest = self._newest
+        newest[:n] = -1
         np.maximum.at(newest, src, t)
-        for i in np.flatnonzero(newest[: len(self.keys)] >= 0).tolist():
+        local = int(local_ms)
+        bucket = local // self._bucket_ms
+        buckets, mins = self._bucket, self._min
+        for i, t_max in enumerate(newest[:n].tolist()):
+            if t_max < 0 or (buckets[i] == bucket and local - t_max >= mins[i]):
+                continue  # not in this batch, or changes nothing
             skew = self.skews[i]
-            skew.observe(local_ms, int(newest[i]))
-            self._offsets[i] = skew.offset
+            skew.observe(local, t_max)
+            self.offsets[i] = skew.offset
+            buckets[i], mins[i] = bucket, skew.bucket_min
 
     def tick(self, local_ms: int) -> None:
         """Move every source's horizon to ``local - offset`` (never back) and the cluster clock with them."""
-        n = len(self.keys)
-        if n == 0:
+        if not self.skews:
             return
-        h = self.horizon[:n]
-        np.maximum(h, int(local_ms) - self._offsets[:n], out=h)
-        self.market_ms = int(h.max())
-        self._order = np.argsort(h, kind="stable")
+        local = int(local_ms)
+        self.horizon = [h if h >= local - o else local - o for h, o in zip(self.horizon, self.offsets)]
+        self.market_ms = max(self.horizon)
+        self._order = None
 
     def market_at(self, local_ms: int) -> int:
         """The cluster's market time at ``local_ms`` by the current estimates, without moving any horizon
         (:data:`NEVER` before the first trade)."""
-        n = len(self.keys)
-        return int((int(local_ms) - self._offsets[:n]).max()) if n else NEVER
+        return int(local_ms) - min(self.offsets) if self.offsets else NEVER
 
     def slowest(self) -> int:
         """The oldest horizon among sources that have one (:data:`NEVER` before the first tick)."""
-        h = self.horizon[: len(self.keys)]
-        h = h[h != NEVER]
-        return int(h.min()) if len(h) else NEVER
+        return min((h for h in self.horizon if h != NEVER), default=NEVER)
 
     def min_horizon(self, masks: np.ndarray, empty: int) -> np.ndarray:
         """Per source mask (bit i = source i): the oldest horizon among its sources that have one; ``empty``
@@ -166,10 +162,12 @@ class SourceClocks:
         out = np.full(len(masks), empty, np.int64)
         rest = np.arange(len(masks))
         horizon = self.horizon
-        for i in self._order.tolist():  # slowest first: the first source a mask holds is its minimum
+        if self._order is None:
+            self._order = sorted(range(len(horizon)), key=horizon.__getitem__)
+        for i in self._order:  # slowest first: the first source a mask holds is its minimum
             if len(rest) == 0:
                 break
-            h = int(horizon[i])
+            h = horizon[i]
             if h == NEVER:
                 continue
             hit = (masks[rest] & (1 << i)) != 0
@@ -179,7 +177,5 @@ class SourceClocks:
         return out
 
     def status(self) -> dict:
-        return {
-            str(key): {"offset_ms": skew.offset, "market_ms": int(self.horizon[i]) if self.horizon[i] != NEVER else None}
-            for i, (key, skew) in enumerate(zip(self.keys, self.skews))
-        }
+        return {str(key): {"offset_ms": skew.offset, "market_ms": h if h != NEVER else None}
+                for key, skew, h in zip(self.keys, self.skews, self.horizon)}

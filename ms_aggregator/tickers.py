@@ -1,7 +1,8 @@
 """What a bar book keeps per ticker and per series, as numpy arrays indexed by ticker id (pure, no I/O).
 
-Per ticker (``tid``): which sources traded it recently (a bit mask per hold epoch), the end of the newest window
-of it that has been closed, when it last traded, and which intervals it is subscribed to by name. Per series
+Per ticker (``tid``): which sources traded it in the current and in the previous hold epoch (two bit masks; at an
+epoch change the current masks become the previous ones, all tickers at once), the epoch it last traded in, the
+end of the newest window of it that has been closed, and which intervals it is subscribed to by name. Per series
 (``sid = tid * kcap + k``, ``k`` an interval column): the two newest open windows, a cache in front of the slot
 index. Arrays grow with the symbol table, are reset when a ticker's id is given back, and are renumbered when
 the table is compacted. It never merges trades or decides when a bar closes.
@@ -11,15 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NO_WINDOW", "Tickers"]
+__all__ = ["NO_EPOCH", "NO_WINDOW", "Tickers"]
 
 NO_WINDOW = int(np.iinfo(np.int64).min)  # "no open window" in the series cache; never a real window start
 _NEVER_CLOSED = -(2**62)
-_NOT_SEEN = int(np.iinfo(np.int64).max)  # last_seen of an id without trades (or given back): never idle
+NO_EPOCH = -1  # last_epoch of an id without trades (or given back): never idle
 
-_TICKER_ARRAYS = {"src_cur": 0, "src_prev": 0, "src_epoch": -(2**62), "closed_end": _NEVER_CLOSED,
-                  "last_seen": _NOT_SEEN}
+_TICKER_ARRAYS = {"src_cur": 0, "src_prev": 0, "last_epoch": NO_EPOCH, "closed_end": _NEVER_CLOSED}
 _SERIES_ARRAYS = {"cur_s": NO_WINDOW, "cur_slot": 0, "prev_s": NO_WINDOW, "prev_slot": 0}
+_BITS = np.left_shift(1, np.arange(64, dtype=np.int64))  # source index -> its bit in a source mask
 
 
 class Tickers:
@@ -28,6 +29,7 @@ class Tickers:
     def __init__(self) -> None:
         self.tcap = 0
         self.kcap = 4
+        self.epoch = NO_EPOCH  # the hold epoch src_cur belongs to
         for name in _TICKER_ARRAYS:
             setattr(self, name, np.empty(0, np.int64))
         for name in _SERIES_ARRAYS:
@@ -36,26 +38,39 @@ class Tickers:
 
     # -- recent sources ------------------------------------------------------------------------------------------
 
-    def touch(self, tid: np.ndarray, src: np.ndarray, epoch: int, local_ms: int) -> None:
-        """Trades of these tickers from these sources arrived at ``local_ms`` (hold epoch ``epoch``)."""
-        stale = self.src_epoch[tid] != epoch
-        if stale.any():
-            ids = np.unique(tid[stale])
-            old = self.src_epoch[ids]
-            self.src_prev[ids] = np.where(old == epoch - 1, self.src_cur[ids], 0)
-            self.src_cur[ids] = 0
-            self.src_epoch[ids] = epoch
-        bits = np.left_shift(1, src)
+    def advance(self, epoch: int) -> None:
+        """Move to hold epoch ``epoch`` (a later one; an earlier one is ignored): what traded in the current
+        epoch becomes the previous epoch's, or nothing if more than one epoch passed."""
+        if epoch <= self.epoch:
+            return
+        traded = self.src_cur != 0
+        self.last_epoch[traded] = self.epoch
+        if epoch == self.epoch + 1:
+            self.src_prev, self.src_cur = self.src_cur, self.src_prev
+            self.src_cur[:] = 0
+        else:
+            self.src_prev[:] = 0
+            self.src_cur[:] = 0
+        self.epoch = epoch
+
+    def touch(self, tid: np.ndarray, src: np.ndarray, epoch: int) -> None:
+        """Trades of these tickers from these sources arrived in hold epoch ``epoch``."""
+        if epoch != self.epoch:
+            self.advance(epoch)
+        bits = _BITS[src]
         need = (self.src_cur[tid] & bits) == 0
         if need.any():
             np.bitwise_or.at(self.src_cur, tid[need], bits[need])
-        self.last_seen[tid] = local_ms
+
+    def idle(self, count: int, epoch_ms: int, before_ms: int) -> np.ndarray:
+        """Ids below ``count`` whose last trade's hold epoch ended at or before ``before_ms``."""
+        last = np.where(self.src_cur[:count] != 0, self.epoch, self.last_epoch[:count])
+        return ((last >= 0) & ((last + 1) * epoch_ms <= before_ms)).nonzero()[0]
 
     def recent(self, tid: np.ndarray, epoch: int) -> np.ndarray:
         """Source mask per ticker: sources that traded it in hold epoch ``epoch`` or the one before."""
-        tag = self.src_epoch[tid]
-        cur = self.src_cur[tid]
-        return np.where(tag >= epoch, cur | self.src_prev[tid], np.where(tag == epoch - 1, cur, 0))
+        self.advance(epoch)
+        return self.src_cur[tid] | self.src_prev[tid]
 
     # -- sizing --------------------------------------------------------------------------------------------------
 

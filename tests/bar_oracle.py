@@ -106,9 +106,9 @@ class ReferenceBook:
         self.sources: dict[int | None, int] = {}
         self.clocks: dict[int, _Clock] = {}
         self.horizon: dict[int, int] = {}
-        self.recent: dict[tuple[str, int], int] = {}  # (ticker, source) -> hold epoch of its newest trade
+        self.recent: dict[str, dict[int, int]] = {}  # ticker -> source -> hold epoch of its newest trade there
         self.closed_end: dict[str, int] = {}
-        self.last_seen: dict[str, int] = {}
+        self.last_epoch: dict[str, int] = {}
         self.starts: dict[tuple[int, str], float] = {}  # (interval, ticker or "*") -> market ms covered from
         self.gaps: list[list[float]] = []
         self.down = False
@@ -182,7 +182,7 @@ class ReferenceBook:
 
     def valid(self, ev: dict) -> bool:
         """The trade events the decoder accepts: ticker a string, p a number, s a number >= 0, t an int in
-        [0, 2**53), x absent or an int in [0, 2**31), c (stocks/options) absent, null or a list of ints."""
+        [0, 2**53), x absent or an int, c (stocks/options) absent, null or a list of ints."""
 
         def number(x: object) -> bool:
             return isinstance(x, (int, float)) and not isinstance(x, bool)
@@ -193,7 +193,7 @@ class ReferenceBook:
         ticker, p, s, t = ev.get(self.ticker_field), ev.get("p"), ev.get("s"), ev.get("t")
         if not (isinstance(ticker, str) and number(p) and number(s) and s >= 0 and integer(t, 0, 2**53)):
             return False
-        if "x" in ev and not integer(ev["x"], 0, 2**31):
+        if "x" in ev and not (isinstance(ev["x"], int) and not isinstance(ev["x"], bool)):
             return False
         c = ev.get("c")
         if self.cluster != "crypto" and c is not None:
@@ -223,8 +223,8 @@ class ReferenceBook:
         for ticker, _, _, t, _, x in trades:
             src = self.source(-1 if x is None else x)
             newest[src] = max(newest.get(src, t), t)
-            self.recent[(ticker, src)] = local // self.hold
-            self.last_seen[ticker] = local
+            self.recent.setdefault(ticker, {})[src] = local // self.hold
+            self.last_epoch[ticker] = local // self.hold
         for src, t in newest.items():
             self.clocks[src].observe(local, t)
         if self.clocks:
@@ -240,8 +240,8 @@ class ReferenceBook:
 
     def ticker_horizon(self, ticker: str, local: int, default: float) -> float:
         epoch = local // self.hold
-        mine = [self.horizon[src] for (tk, src), ep in self.recent.items()
-                if tk == ticker and ep >= epoch - 1 and src in self.horizon]
+        mine = [self.horizon[src] for src, ep in self.recent.get(ticker, {}).items()
+                if ep >= epoch - 1 and src in self.horizon]
         return min(mine) if mine else default
 
     def add_trade(self, ticker, price, size, t, flags, local) -> tuple[bool, bool]:
@@ -272,8 +272,10 @@ class ReferenceBook:
             self.horizon[src] = max(self.horizon.get(src, -INF), local_ms - clock.offset)
         if self.horizon:
             self.resolve(self.clock)
-        due = [key for key in self.windows
-               if key[2] + key[1] + self.grace <= self.ticker_horizon(key[0], local_ms, self.clock)]
+        horizons: dict[str, float] = {}
+        for ticker in {key[0] for key in self.windows}:
+            horizons[ticker] = self.ticker_horizon(ticker, local_ms, self.clock)
+        due = [key for key in self.windows if key[2] + key[1] + self.grace <= horizons[key[0]]]
         out = []
         for key in sorted(due, key=lambda k: (k[2] + k[1], k[0], k[1])):
             window = self.windows.pop(key)
@@ -302,13 +304,14 @@ class ReferenceBook:
         return out + corrected
 
     def evict(self, local: int) -> None:
-        """Idle tickers holding nothing forget what closed (their recency is long gone by then)."""
+        """Tickers holding nothing whose last trade's hold epoch ended ``idle`` ago forget what closed and which
+        sources traded them."""
         busy = {k[0] for k in self.windows} | {k[0] for k in self.kept} | set(self.named)
-        for ticker in [tk for tk, seen in self.last_seen.items() if seen < local - self.idle and tk not in busy]:
-            del self.last_seen[ticker]
+        for ticker in [tk for tk, ep in self.last_epoch.items()
+                       if (ep + 1) * self.hold + self.idle <= local and tk not in busy]:
+            del self.last_epoch[ticker]
             self.closed_end.pop(ticker, None)
-            for key in [k for k in self.recent if k[0] == ticker]:
-                del self.recent[key]
+            self.recent.pop(ticker, None)
 
     def bar(self, key: tuple[str, int, int], trades: list, partial: bool, rev: int) -> bytes | None:
         ticker, interval, start = key

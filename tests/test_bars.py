@@ -10,6 +10,7 @@ import json
 import random
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -261,7 +262,7 @@ def test_decoder_columns_and_condition_masks():
         frame(trade("MSFT", 114.125, 100, 1536036818784, [0, 12]), trade("AAPL", 1.5, 1, 2), trade("MSFT", 2.0, 7, 3))
     )
     assert len(batch) == 3
-    assert batch.tid.dtype.name == "int32" and batch.price.dtype.name == "float64"
+    assert batch.tid.dtype == np.intp and batch.src.dtype == np.intp and batch.price.dtype.name == "float64"
     assert batch.size.dtype.name == "float64" and batch.t.dtype.name == "int64" and batch.flags.dtype.name == "uint8"
     assert [dec.symbols.names[i] for i in batch.tid] == ["MSFT", "AAPL", "MSFT"]
     assert batch.price.tolist() == [114.125, 1.5, 2.0]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
-from ms_aggregator.clock import MAX_SOURCES, NEVER, ClockSkew, SourceClocks
+from ms_aggregator.clock import NEVER, ClockSkew, SourceClocks
+from ms_aggregator.decode import MAX_SOURCES, SourceTable
 from tests.test_bars import T0, book_for, feed, frame, trade, xtrade
 
 G = DEFAULT_GRACE_MS
@@ -58,24 +59,25 @@ def test_skew_follows_a_clock_step_within_the_window():
 
 
 def test_sources_get_their_own_clock_and_horizon():
-    clocks = SourceClocks()
+    sources = SourceTable()
+    clocks = SourceClocks(sources)
     assert clocks.market_ms == NEVER and clocks.market_at(T0) == NEVER
-    x = np.array([4, 300, 4, 2**20], np.int64)  # a large x goes through the dict, not the table
-    src = clocks.sources(x)
+    src = np.array([sources[x] for x in (4, 300, 4, 2**20)], np.uint8)
     assert src.tolist() == [0, 1, 0, 2] and clocks.keys == [4, 300, 2**20]
     clocks.observe(T0 + 100, src, np.array([T0 + 100, T0 + 40, T0 + 90, T0 + 99], np.int64))
     assert [s.offset for s in clocks.skews] == [0, 60, 1]
     assert clocks.market_at(T0 + 100) == T0 + 100
     clocks.tick(T0 + 110)
-    assert clocks.horizon[:3].tolist() == [T0 + 110, T0 + 50, T0 + 109]
+    assert clocks.horizon == [T0 + 110, T0 + 50, T0 + 109]
     assert clocks.market_ms == T0 + 110 and clocks.slowest() == T0 + 50
     masks = np.array([0b001, 0b011, 0b110, 0], np.int64)
     assert clocks.min_horizon(masks, empty=-1).tolist() == [T0 + 110, T0 + 50, T0 + 50, -1]
 
 
 def test_horizons_never_go_back():
-    clocks = SourceClocks()
-    src = clocks.sources(np.array([1], np.int64))
+    sources = SourceTable()
+    clocks = SourceClocks(sources)
+    src = np.array([sources[1]], np.uint8)
     clocks.observe(T0, src, np.array([T0], np.int64))
     clocks.tick(T0 + 10)
     clocks.observe(T0 + 11, src, np.array([T0 - 500], np.int64))  # a late print does not lower the estimate...
@@ -84,10 +86,10 @@ def test_horizons_never_go_back():
 
 
 def test_more_sources_than_bits_share_the_last_one():
-    clocks = SourceClocks()
-    src = clocks.sources(np.arange(MAX_SOURCES + 5, dtype=np.int64))
-    assert src.max() == MAX_SOURCES - 1 and len(clocks) == MAX_SOURCES
-    assert (src[MAX_SOURCES - 1:] == MAX_SOURCES - 1).all()
+    sources = SourceTable()
+    src = [sources[x] for x in range(MAX_SOURCES + 5)]
+    assert max(src) == MAX_SOURCES - 1 and len(sources) == MAX_SOURCES
+    assert set(src[MAX_SOURCES - 1:]) == {MAX_SOURCES - 1}
 
 
 # -- windows held for the sources of their ticker ----------------------------------------------------------------

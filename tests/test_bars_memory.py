@@ -15,7 +15,7 @@ def contracts(n: int, start: int = 0) -> list[str]:
 
 
 def options_book(**kw) -> BarBook:
-    book = BarBook("options", idle_ms=IDLE, **kw)
+    book = BarBook("options", idle_ms=IDLE, hold_ms=1000, **kw)  # idle counts from the end of a 1 s hold epoch
     book.set_subscriptions([(100, "*"), (1000, "*")])
     return book
 
@@ -48,7 +48,7 @@ def test_tickers_with_open_windows_or_named_subscriptions_stay():
     book.close_due(T0 + 39_000)  # the 60 s windows [T0 - 20 s, T0 + 40 s) are still open: nobody goes
     assert book.evicted == 0
     book.close_due(T0 + 41_000)  # they closed
-    book.close_due(T0 + 42_000)
+    book.close_due(T0 + 46_000)  # and the hold epoch of the last trades ended SERIES_IDLE_S ago
     assert sorted(n for n in book.symbols.names if n) == ["NAMED"]
 
 

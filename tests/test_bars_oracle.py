@@ -33,8 +33,8 @@ OTHER_EVENTS = [
     {"ev": "T", "sym": "AAPL", "p": "1.5", "s": 1, "t": T0},
     {"ev": "T", "sym": "AAPL", "p": 1.5, "s": -1, "t": T0},
     {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1, "t": T0, "c": ["x"]},
-    {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1, "t": T0, "x": -3},
     {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1, "t": T0, "x": "N"},
+    {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1, "t": T0, "x": None},
     {"ev": "XT", "pair": "BB", "p": 1.5, "s": 1.0},
     {"ev": "XT", "pair": "BB", "p": 1.5, "s": 1.0, "t": 1.5},
 ]
@@ -50,7 +50,7 @@ def tapes(draw):
                          min_size=1, max_size=6))
     # Sources: each with a constant delay; the trade's x names it (None: no x field).
     delays = draw(st.lists(st.sampled_from([0, 0, 20, 60, 150, 7, 400]), min_size=1, max_size=4))
-    xs = draw(st.permutations([None, 1, 2, 300, 12]))[: len(delays)]
+    xs = draw(st.permutations([None, 1, 2, 300, 2**70]))[: len(delays)]  # any int names a source
     sizes = st.integers(0, 10_000) if cluster != "crypto" else st.floats(0, 1e4, allow_nan=False, allow_infinity=False)
     jitter = st.one_of(st.integers(0, G), st.integers(0, G), st.integers(G, G + 300))  # some arrive beyond grace
     n = draw(st.integers(0, 80))

@@ -173,7 +173,7 @@ def test_why_an_options_tape_does_not_hold_every_contract_forever():
              T0 + i)
     svc.close_due(T0 + 6000)
     assert svc.status()["options"]["symbols"] == 5000
-    svc.close_due(T0 + 6000 + 61_000)
+    svc.close_due(T0 + 200_000)  # idle for longer than SERIES_IDLE_S (from the end of the last trade's hold epoch)
     status = svc.status()["options"]
     assert (status["symbols"], status["live_series"], status["open_bars"]) == (0, 0, 0)
 
