@@ -384,19 +384,23 @@ class BarBook:
         found: list[int] = []
         new_slots: list[int] = []
         new_rows: list[int] = []
+        opened: dict[tuple[int, int], int] = {}  # windows opened by this batch (not yet placed)
         for row, key in zip(rows.tolist(), zip(sid[rows].tolist(), s[rows].tolist())):
             sl = index.get(key)
             if sl is None:
-                sl = index[key] = slots.new()
-                new_slots.append(sl)
-                new_rows.append(row)
+                sl = opened.get(key)
+                if sl is None:
+                    sl = opened[key] = slots.new()
+                    new_slots.append(sl)
+                    new_rows.append(row)
             found.append(sl)
         slot[rows] = found
         if new_slots:
             self._open(np.array(new_slots, np.int64), sid[new_rows], s[new_rows], ivl[new_rows])
 
     def _open(self, ns: np.ndarray, nsid: np.ndarray, nstart: np.ndarray, nivl: np.ndarray) -> None:
-        """Initialise new slots (partial or not) and keep each series' cache on its two newest windows."""
+        """Initialise new slots (partial or not) and place each: its series' cache keeps its two newest windows,
+        the index the others (every open window is in exactly one of the two)."""
         T, cols = self.tickers, self.slots.cols
         ntid, nk = nsid // T.kcap, nsid % T.kcap
         cols["tid"][ns], cols["k"][ns], cols["ivl"][ns], cols["s"][ns] = ntid, nk, nivl, nstart
@@ -411,21 +415,38 @@ class BarBook:
             start[i] = min(int(start[i]), cover.named.get((int(nivl[i]), self.symbols.names[ntid[i]]), _INF))
         cols["partial"][ns] = cover.partial(nstart, nend, start)
         cur_s, cur_slot, prev_s, prev_slot = T.cur_s, T.cur_slot, T.prev_s, T.prev_slot
+        index = self.slots.index
+
+        def to_index(sids, starts, slots) -> None:
+            valid = starts != NO_WINDOW
+            index.update(zip(zip(sids[valid].tolist(), starts[valid].tolist()), slots[valid].tolist()))
+
         if len(np.unique(nsid)) == len(nsid):  # the usual case: vectorised
             newest = nstart > cur_s[nsid]
             up = nsid[newest]
+            to_index(up, prev_s[up], prev_slot[up])  # pushed out of the cache
             prev_s[up], prev_slot[up] = cur_s[up], cur_slot[up]
             cur_s[up], cur_slot[up] = nstart[newest], ns[newest]
             older = ~newest
-            older[older] = nstart[older] > prev_s[nsid[older]]
-            prev_s[nsid[older]], prev_slot[nsid[older]] = nstart[older], ns[older]
+            o_sid, o_start, o_slot = nsid[older], nstart[older], ns[older]
+            second = o_start > prev_s[o_sid]
+            p_sid = o_sid[second]
+            to_index(p_sid, prev_s[p_sid], prev_slot[p_sid])
+            prev_s[p_sid], prev_slot[p_sid] = o_start[second], o_slot[second]
+            to_index(o_sid[~second], o_start[~second], o_slot[~second])
             return
         for sd, st, sl in zip(nsid.tolist(), nstart.tolist(), ns.tolist()):  # several windows of one series
             if st > cur_s[sd]:
+                if prev_s[sd] != NO_WINDOW:
+                    index[(sd, int(prev_s[sd]))] = int(prev_slot[sd])
                 prev_s[sd], prev_slot[sd] = cur_s[sd], cur_slot[sd]
                 cur_s[sd], cur_slot[sd] = st, sl
             elif st > prev_s[sd]:
+                if prev_s[sd] != NO_WINDOW:
+                    index[(sd, int(prev_s[sd]))] = int(prev_slot[sd])
                 prev_s[sd], prev_slot[sd] = st, sl
+            else:
+                index[(sd, st)] = sl
 
     # -- closing and memory ---------------------------------------------------------------------------------------
 
@@ -445,14 +466,15 @@ class BarBook:
         if len(slots) == 0:
             return
         T, c = self.tickers, self.slots.cols
-        sid = c["tid"][slots] * T.kcap + c["k"][slots]
-        T.cur_s[sid[T.cur_slot[sid] == slots]] = NO_WINDOW
-        T.prev_s[sid[T.prev_slot[sid] == slots]] = NO_WINDOW
-        self.slots.release(slots, sid)
+        sid, start = c["tid"][slots] * T.kcap + c["k"][slots], c["s"][slots]
+        in_cur = (T.cur_slot[sid] == slots) & (T.cur_s[sid] == start)
+        in_prev = (T.prev_slot[sid] == slots) & (T.prev_s[sid] == start)
+        T.cur_s[sid[in_cur]] = NO_WINDOW
+        T.prev_s[sid[in_prev]] = NO_WINDOW
+        self.slots.release(slots, sid, ~(in_cur | in_prev))
 
     def _rekey(self) -> None:
-        c, open_slots = self.slots.cols, self.slots.open_slots()
-        self.slots.rekey(c["tid"][open_slots] * self.tickers.kcap + c["k"][open_slots])
+        self.slots.rekey(self.tickers.kcap)
 
     def _evict(self, local: int) -> None:
         """Give back tickers idle for ``idle_ms`` (counted from the end of the hold epoch of their last trade) that

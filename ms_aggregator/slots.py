@@ -1,8 +1,10 @@
 """Storage of open bars: one *slot* per open (series, window), as numpy columns (pure, no I/O).
 
-:class:`Slots` hands out slot numbers, finds a slot by ``(series id, window start)``, resets a freed slot to the
-empty-bar values (so allocation is cheap) and gives memory back: :meth:`Slots.compact` moves the open slots to
-the front and shrinks the columns when few are in use. It never merges trades or decides when a bar closes.
+:class:`Slots` hands out slot numbers, resets a freed slot to the empty-bar values (so allocation is cheap), and
+gives memory back: :meth:`Slots.compact` moves the open slots to the front and shrinks the columns when few are
+in use. Its ``index`` finds a slot by ``(series id, window start)`` for the windows its owner does not keep
+elsewhere (the book keeps each series' two newest windows in a cache and only the rest here: a dict entry costs
+more than the slot itself). It never merges trades or decides when a bar closes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _MIN_CAP = 1024
 
 class Slots:
     """Columns of open bars, a ``(sid, s) -> slot`` index and a free list. ``hw``: slots ever used since the last
-    compaction; scans stop there."""
+    compaction; scans stop there. ``len()``: open slots."""
 
     def __init__(self, cap: int = _MIN_CAP) -> None:
         self.cols: dict[str, np.ndarray] = {}
@@ -45,13 +47,15 @@ class Slots:
         self.free: list[int] = []
         self.cap = 0
         self.hw = 0
+        self.live = 0
         self.next_end = FREE  # min e over open slots, so a tick with nothing due returns at once
         self._grow(cap)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.live
 
     def new(self) -> int:
+        self.live += 1
         if self.free:
             return self.free.pop()
         if self.hw == self.cap:
@@ -68,29 +72,32 @@ class Slots:
             return np.empty(0, np.int64)
         return (self.cols["end"][: self.hw] <= limit).nonzero()[0]
 
-    def release(self, slots: np.ndarray, sids: np.ndarray) -> None:
-        """Free slots (their series ids given): forget their keys and reset their columns."""
+    def release(self, slots: np.ndarray, sids: np.ndarray, indexed: np.ndarray) -> None:
+        """Free slots (their series ids given): forget the keys of those in the index (``indexed``) and reset
+        their columns."""
         if len(slots) == 0:
             return
         c = self.cols
         index = self.index
-        for key in zip(sids.tolist(), c["s"][slots].tolist()):
+        for key in zip(sids[indexed].tolist(), c["s"][slots[indexed]].tolist()):
             del index[key]
         for name in _RESET:
             c[name][slots] = FLOAT_COLS[name] if name in FLOAT_COLS else INT_COLS[name]
         self.free.extend(slots.tolist())
-        self.next_end = int(c["end"][: self.hw].min()) if index else FREE
+        self.live -= len(slots)
+        self.next_end = int(c["end"][: self.hw].min()) if self.live else FREE
 
-    def rekey(self, sid_of: np.ndarray) -> None:
-        """Rebuild the index after series ids changed; ``sid_of`` holds the new sid of every open slot, in
-        :meth:`open_slots` order."""
-        slots = self.open_slots()
-        self.index = dict(zip(zip(sid_of.tolist(), self.cols["s"][slots].tolist()), slots.tolist()))
+    def rekey(self, kcap: int) -> None:
+        """Rebuild the index keys after series ids changed (``sid = tid * kcap + k`` from the columns)."""
+        c = self.cols
+        slots = np.fromiter(self.index.values(), np.int64, len(self.index))
+        sids = c["tid"][slots] * kcap + c["k"][slots]
+        self.index = dict(zip(zip(sids.tolist(), c["s"][slots].tolist()), slots.tolist()))
 
     def compact(self) -> np.ndarray | None:
         """If few slots are open, move them to the front and shrink the columns. Returns old slot -> new slot
         (-1 for free ones) when slots moved, else None."""
-        live = len(self.index)
+        live = self.live
         if self.cap <= _MIN_CAP or live * 8 > self.cap:
             return None
         slots = self.open_slots()
