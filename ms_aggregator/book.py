@@ -25,7 +25,6 @@ name, gives its id and per-ticker state back; arrays shrink when few ids or slot
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -38,9 +37,12 @@ from ms_aggregator.clock import NEVER, SourceClocks
 from ms_aggregator.conditions import UPDATES_ALL, ConditionRules, default_rules
 from ms_aggregator.coverage import PENDING, Coverage
 from ms_aggregator.decode import SourceTable, SymbolTable, TradeBatch, TradeDecoder
+from ms_aggregator import lookup
+from ms_aggregator.memory import evict_idle, footprint
 from ms_aggregator.merge import merge_rows
+from ms_aggregator.plan import Plan
 from ms_aggregator.slots import Slots
-from ms_aggregator.tickers import NO_WINDOW, Tickers
+from ms_aggregator.tickers import Tickers
 
 __all__ = ["DEFAULT_AMEND_WINDOW_MS", "DEFAULT_GRACE_MS", "DEFAULT_HOLD_MS", "DEFAULT_IDLE_MS", "BarBook"]
 
@@ -93,15 +95,8 @@ class BarBook:
         self.amends = Amendments(amend_window_ms, self._float_volume) if late == "amend" else None
         self.trades_in = self.late_trades = self.late_amended = self.bars_out = 0
         self.volume_only_windows = self.evicted = 0
-        # Subscriptions: each distinct interval has a column k; a series (ticker, interval) is sid = tid * kcap + k.
         self._subs: frozenset[tuple[int, str]] = frozenset()
-        self._intervals: list[int] = []  # k -> interval ms; 0 = free column
-        self._k_of: dict[int, int] = {}
-        self._wild = np.zeros(self.tickers.kcap, bool)
-        self._plan: list[tuple[int, int, bool]] = []  # (k, interval, wildcard) for each interval in use
-        self._all_wild = False
-        self._wild_rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _rows
-        self._arange_buf = np.arange(0, dtype=np.int64)
+        self.plan = Plan()  # interval columns: a series (ticker, interval) is sid = tid * kcap + k
         self._foreign: tuple[SymbolTable, np.ndarray] | None = None
         self._next_evict = NEVER
 
@@ -161,26 +156,15 @@ class BarBook:
                 keep |= (ivl == iv) & np.isin(tid, ids)
             self._release(open_slots[~keep])
 
-        needed = wild | named.keys()
-        for iv in [iv for iv in self._k_of if iv not in needed]:
-            self._intervals[self._k_of.pop(iv)] = 0
-        for iv in sorted(needed - self._k_of.keys()):
-            k = self._intervals.index(0) if 0 in self._intervals else len(self._intervals)
-            if k == len(self._intervals):
-                self._intervals.append(0)
-            if T.widen(k + 1):
+        def widen(columns: int) -> int:
+            if T.widen(columns):
                 self._rekey()
-            self._intervals[k] = iv
-            self._k_of[iv] = k
-        self._wild = np.zeros(T.kcap, bool)
+            return T.kcap
+
+        self.plan.assign(wild, set(named), widen)
         T.want[:] = False
-        for iv in wild:
-            self._wild[self._k_of[iv]] = True
         for iv, ids in named_ids.items():
-            T.want[ids, self._k_of[iv]] = True
-        self._plan = sorted((k, iv, bool(self._wild[k])) for iv, k in self._k_of.items())
-        self._all_wild = bool(self._plan) and all(w for _, _, w in self._plan)
-        self._wild_rows = None
+            T.want[ids, self.plan.k_of[iv]] = True
         self._subs = frozenset(clean)
         self.coverage.subscribe(clean, self.clocks.market_ms)
         if self.amends is not None:
@@ -217,12 +201,12 @@ class BarBook:
             self.coverage.resolve(self.clocks.market_at(local))
         epoch = local // self.hold_ms
         T.touch(tid, src, epoch)
-        if not self._plan:
+        if not self.plan:
             return 0
         t, price, size, flags = batch.t, batch.price, batch.size, batch.flags
         if flags.min() == UPDATES_ALL:  # the common case: every trade updates everything
             fl = None
-            seq = self._arange(n) + seq0
+            seq = self.plan.arange(n) + seq0
         else:
             keep = _nonzero(flags)  # trades updating nothing never touch a bar
             if len(keep) == 0:
@@ -231,9 +215,9 @@ class BarBook:
                 t, price, size, flags, tid = t[keep], price[keep], size[keep], flags[keep], tid[keep]
                 seq = keep + seq0
             else:
-                seq = self._arange(n) + seq0
+                seq = self.plan.arange(n) + seq0
             fl = flags
-        rows = self._rows(tid, len(t))
+        rows = self.plan.rows(tid, T.want)
         if rows is None:
             return 0
         ridx, rivl, rk = rows
@@ -256,7 +240,9 @@ class BarBook:
         slot = T.cur_slot[sid]
         miss = T.cur_s[sid] != s
         if miss.any():
-            self._find_slots(slot, miss, sid, s, rivl)
+            new_slots, new_rows = lookup.find(T, self.slots, slot, miss, sid, s)
+            if len(new_slots):
+                self._open(new_slots, sid[new_rows], s[new_rows], rivl[new_rows])
         merge_rows(self.slots.cols, slot, ridx, seq, price, size, fl)
         return late_count
 
@@ -284,7 +270,10 @@ class BarBook:
             self.amends.expire(clock)
         if local >= self._next_evict:
             self._next_evict = local + EVICT_EVERY_MS
-            self._evict(local)
+            evicted, renumbered = evict_idle(self, local)
+            self.evicted += evicted
+            if evicted or renumbered:
+                self._foreign = None  # ids of a foreign table are mapped to ours afresh
         return out
 
     # -- lateness -------------------------------------------------------------------------------------------------
@@ -296,11 +285,7 @@ class BarBook:
         if len(cand) == 0:
             return cand
         T = self.tickers
-        csid, cs = sid[cand], s[cand]
-        is_open = (T.cur_s[csid] == cs) | (T.prev_s[csid] == cs)
-        index = self.slots.index
-        for i in _nonzero(~is_open).tolist():
-            is_open[i] = (int(csid[i]), int(cs[i])) in index
+        is_open = lookup.is_open(T, self.slots, sid[cand], s[cand])
         ctid, ce = tid_r[cand], e[cand]
         horizon = self.clocks.min_horizon(T.recent(ctid, epoch), empty=NEVER)  # no clock known: not over
         late = ~is_open & ((ce <= T.closed_end[ctid]) | (ce <= horizon - self.grace_ms))
@@ -321,7 +306,8 @@ class BarBook:
             trade = int(ridx[row])
             iv, start, tid = int(rivl[row]), int(s[row]), int(tid_r[row])
             ticker = names[tid]
-            series_start = self.coverage.start(iv, ticker, bool(self._wild[rk[row]]), bool(self.tickers.want[tid, rk[row]]))
+            series_start = self.coverage.start(iv, ticker, bool(self.plan.wild[rk[row]]),
+                                               bool(self.tickers.want[tid, rk[row]]))
             partial = bool(self.coverage.partial(np.array([start]), np.array([end]), np.array([series_start]))[0])
             flags = UPDATES_ALL if fl is None else int(fl[trade])
             self.amends.amend((ticker, iv, start), float(price[trade]), float(size[trade]), flags, int(seq[trade]),
@@ -332,75 +318,8 @@ class BarBook:
 
     # -- merging --------------------------------------------------------------------------------------------------
 
-    def _arange(self, m: int) -> np.ndarray:
-        if len(self._arange_buf) < m:
-            self._arange_buf = np.arange(max(m, 2 * len(self._arange_buf), 1024), dtype=np.int64)
-            self._arange_buf.flags.writeable = False
-        return self._arange_buf[:m]
-
-    def _rows(self, tid: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(trade index, interval, interval column) per row. Rows of one slot are always in arrival order."""
-        if self._all_wild:
-            # Every trade feeds every interval: trade-major rows, sliced from one template for any batch size.
-            count = len(self._plan)
-            tpl = self._wild_rows
-            if tpl is None or len(tpl[0]) < m * count:
-                cap = max(m, 2 * (len(tpl[0]) // count if tpl is not None else 0), 1024)
-                ks = np.array([k for k, _, _ in self._plan], np.int64)
-                ivls = np.array([iv for _, iv, _ in self._plan], np.int64)
-                tpl = (np.repeat(np.arange(cap, dtype=np.int64), count), np.tile(ivls, cap), np.tile(ks, cap))
-                for a in tpl:
-                    a.flags.writeable = False
-                self._wild_rows = tpl
-            rows = m * count
-            return tpl[0][:rows], tpl[1][:rows], tpl[2][:rows]
-        everyone = self._arange(m)
-        parts, ivls, ks, counts = [], [], [], []
-        want = self.tickers.want
-        for k, interval, wildcard in self._plan:
-            part = everyone if wildcard else _nonzero(want[tid, k])
-            if len(part):
-                parts.append(part)
-                ivls.append(interval)
-                ks.append(k)
-                counts.append(len(part))
-        if not parts:
-            return None
-        return (np.concatenate(parts), np.repeat(np.array(ivls, np.int64), counts),
-                np.repeat(np.array(ks, np.int64), counts))
-
-    def _find_slots(self, slot: np.ndarray, miss: np.ndarray, sid: np.ndarray, s: np.ndarray, ivl: np.ndarray) -> None:
-        """Fill ``slot`` where the newest-window cache missed: the previous window, an older one, or a new one."""
-        T = self.tickers
-        rows = _nonzero(miss)
-        msid = sid[rows]
-        prev = _nonzero(T.prev_s[msid] == s[rows])
-        if len(prev):
-            slot[rows[prev]] = T.prev_slot[msid[prev]]
-            if len(prev) == len(rows):
-                return
-            rows = np.delete(rows, prev)
-        index, slots = self.slots.index, self.slots
-        found: list[int] = []
-        new_slots: list[int] = []
-        new_rows: list[int] = []
-        opened: dict[tuple[int, int], int] = {}  # windows opened by this batch (not yet placed)
-        for row, key in zip(rows.tolist(), zip(sid[rows].tolist(), s[rows].tolist())):
-            sl = index.get(key)
-            if sl is None:
-                sl = opened.get(key)
-                if sl is None:
-                    sl = opened[key] = slots.new()
-                    new_slots.append(sl)
-                    new_rows.append(row)
-            found.append(sl)
-        slot[rows] = found
-        if new_slots:
-            self._open(np.array(new_slots, np.int64), sid[new_rows], s[new_rows], ivl[new_rows])
-
     def _open(self, ns: np.ndarray, nsid: np.ndarray, nstart: np.ndarray, nivl: np.ndarray) -> None:
-        """Initialise new slots (partial or not) and place each: its series' cache keeps its two newest windows,
-        the index the others (every open window is in exactly one of the two)."""
+        """Initialise new slots, partial or not (:mod:`ms_aggregator.coverage`), and file them."""
         T, cols = self.tickers, self.slots.cols
         ntid, nk = nsid // T.kcap, nsid % T.kcap
         cols["tid"][ns], cols["k"][ns], cols["ivl"][ns], cols["s"][ns] = ntid, nk, nivl, nstart
@@ -408,45 +327,14 @@ class BarBook:
         cols["end"][ns] = nend
         self.slots.next_end = min(self.slots.next_end, int(nend.min()))
         cover = self.coverage
-        wild_start = np.array([cover.wild.get(iv, _INF) if self._wild[k] else _INF
-                               for k, iv in enumerate(self._intervals)] or [_INF], np.int64)
+        plan = self.plan
+        wild_start = np.array([cover.wild.get(iv, _INF) if plan.wild[k] else _INF
+                               for k, iv in enumerate(plan.intervals)] or [_INF], np.int64)
         start = wild_start[nk]
         for i in _nonzero(T.want[ntid, nk]).tolist():  # named series: their own start counts too
             start[i] = min(int(start[i]), cover.named.get((int(nivl[i]), self.symbols.names[ntid[i]]), _INF))
         cols["partial"][ns] = cover.partial(nstart, nend, start)
-        cur_s, cur_slot, prev_s, prev_slot = T.cur_s, T.cur_slot, T.prev_s, T.prev_slot
-        index = self.slots.index
-
-        def to_index(sids, starts, slots) -> None:
-            valid = starts != NO_WINDOW
-            index.update(zip(zip(sids[valid].tolist(), starts[valid].tolist()), slots[valid].tolist()))
-
-        if len(np.unique(nsid)) == len(nsid):  # the usual case: vectorised
-            newest = nstart > cur_s[nsid]
-            up = nsid[newest]
-            to_index(up, prev_s[up], prev_slot[up])  # pushed out of the cache
-            prev_s[up], prev_slot[up] = cur_s[up], cur_slot[up]
-            cur_s[up], cur_slot[up] = nstart[newest], ns[newest]
-            older = ~newest
-            o_sid, o_start, o_slot = nsid[older], nstart[older], ns[older]
-            second = o_start > prev_s[o_sid]
-            p_sid = o_sid[second]
-            to_index(p_sid, prev_s[p_sid], prev_slot[p_sid])
-            prev_s[p_sid], prev_slot[p_sid] = o_start[second], o_slot[second]
-            to_index(o_sid[~second], o_start[~second], o_slot[~second])
-            return
-        for sd, st, sl in zip(nsid.tolist(), nstart.tolist(), ns.tolist()):  # several windows of one series
-            if st > cur_s[sd]:
-                if prev_s[sd] != NO_WINDOW:
-                    index[(sd, int(prev_s[sd]))] = int(prev_slot[sd])
-                prev_s[sd], prev_slot[sd] = cur_s[sd], cur_slot[sd]
-                cur_s[sd], cur_slot[sd] = st, sl
-            elif st > prev_s[sd]:
-                if prev_s[sd] != NO_WINDOW:
-                    index[(sd, int(prev_s[sd]))] = int(prev_slot[sd])
-                prev_s[sd], prev_slot[sd] = st, sl
-            else:
-                index[(sd, st)] = sl
+        lookup.place(T, self.slots, ns, nsid, nstart)
 
     # -- closing and memory ---------------------------------------------------------------------------------------
 
@@ -462,57 +350,19 @@ class BarBook:
         return out
 
     def _release(self, slots: np.ndarray) -> None:
-        """Free slots: forget their keys, invalidate the series cache, reset columns to the empty-bar values."""
-        if len(slots) == 0:
-            return
-        T, c = self.tickers, self.slots.cols
-        sid, start = c["tid"][slots] * T.kcap + c["k"][slots], c["s"][slots]
-        in_cur = (T.cur_slot[sid] == slots) & (T.cur_s[sid] == start)
-        in_prev = (T.prev_slot[sid] == slots) & (T.prev_s[sid] == start)
-        T.cur_s[sid[in_cur]] = NO_WINDOW
-        T.prev_s[sid[in_prev]] = NO_WINDOW
-        self.slots.release(slots, sid, ~(in_cur | in_prev))
+        lookup.forget(self.tickers, self.slots, slots)
 
     def _rekey(self) -> None:
         self.slots.rekey(self.tickers.kcap)
 
-    def _evict(self, local: int) -> None:
-        """Give back tickers idle for ``idle_ms`` (counted from the end of the hold epoch of their last trade) that
-        hold nothing; shrink arrays when few remain in use."""
-        T, names = self.tickers, self.symbols.names
-        ids = T.idle(len(names), self.hold_ms, local - self.idle_ms)
-        if len(ids):
-            c, open_slots = self.slots.cols, self.slots.open_slots()
-            ids = ids[~np.isin(ids, c["tid"][open_slots]) & ~T.want[ids].any(axis=1)]
-            if self.amends is not None and len(self.amends):
-                held = self.amends.holds()
-                ids = np.array([i for i in ids.tolist() if names[i] not in held], np.int64)
-            if len(ids):
-                self.symbols.release(ids.tolist())
-                T.reset(ids)
-                self.evicted += len(ids)
-                self._foreign = None
-        if T.tcap > 4096 and self.symbols.live * 4 < T.tcap:
-            mapping = self.symbols.compact()
-            T.renumber(mapping, self.symbols.live)
-            c, open_slots = self.slots.cols, self.slots.open_slots()
-            c["tid"][open_slots] = mapping[c["tid"][open_slots]]
-            self._rekey()
-            self._foreign = None
-        moved = self.slots.compact()
-        if moved is not None:
-            T.remap_slots(moved)
+    @property
+    def wildcard_columns(self) -> np.ndarray:
+        """Per interval column: subscribed through ``*``."""
+        return self.plan.wild[: self.tickers.kcap]
 
     def memory(self) -> dict:
         """Live tickers and series, open and kept windows, and an estimate of the book's bytes."""
-        live = self.symbols.live
-        T = self.tickers
-        named = int(T.want[: len(self.symbols)][:, ~self._wild[: T.kcap]].sum()) if self._plan else 0
-        table = self.symbols
-        nbytes = (self.slots.nbytes() + T.nbytes() + sys.getsizeof(table.names) + sys.getsizeof(table.ids)
-                  + table.name_bytes + (self.amends.nbytes() if self.amends is not None else 0))
-        return {"symbols": live, "live_series": live * int(self._wild.sum()) + named, "open_bars": len(self.slots),
-                "kept_bars": len(self.amends) if self.amends is not None else 0, "book_bytes": int(nbytes)}
+        return footprint(self)
 
     def _remap_sources(self, batch: TradeBatch) -> np.ndarray:
         mapping = np.array([self.sources[x] for x in batch.sources.keys] or [0], np.intp)
