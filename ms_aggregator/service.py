@@ -71,6 +71,8 @@ class BarService:
                              "Corrected bars re-emitted with rev (LATE_TRADES=amend).")
         metrics.counter_from("bar_bad_frames", lambda: {(("cluster", c),): n for c, n in self.bad_frames.items()},
                              "Firehose frames the aggregator could not handle (counted and skipped).")
+        metrics.counter_from("malformed_trades", per_cluster(lambda b: b.decoder.malformed),
+                             "Trade events missing a field or with one of the wrong type (counted and skipped).")
         metrics.counter_from("evicted_symbols", per_cluster(lambda b: b.evicted),
                              "Tickers given back after SERIES_IDLE_S without trades.")
         for name, help in (("open_bars", "Bars currently open."), ("live_series", "Series the books track."),
@@ -141,6 +143,7 @@ class BarService:
                       "late_amended": b.late_amended, "late_policy": b.late, "trades_in": b.trades_in,
                       "bars_out": b.bars_out, "amended_bars": b.amends.bars_out if b.amends else 0,
                       "grace_ms": b.grace_ms, "market_ms": b.market_ms, "bad_frames": self.bad_frames[c],
+                      "malformed_trades": b.decoder.malformed,
                       "evicted_symbols": b.evicted, **b.memory(), "sources": b.clocks.status()}
         return out
 

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from common.settings import SettingsError, load_settings
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
+from ms_aggregator.settings import AggregatorSettings
 from tests.test_bars import T0, book_for, feed, trade
 
 G = DEFAULT_GRACE_MS
@@ -87,3 +89,8 @@ def test_unsubscribing_forgets_kept_windows():
 def test_a_bad_policy_is_refused():
     with pytest.raises(ValueError):
         BarBook("stocks", late="keep")
+    with pytest.raises(SettingsError, match=r"LATE_TRADES \(--late-trades\)"):
+        load_settings(AggregatorSettings, ["--late-trades", "keep"], environ={})
+    with pytest.raises(SettingsError, match="SERIES_IDLE_S"):
+        load_settings(AggregatorSettings, [], environ={"SERIES_IDLE_S": "0"})
+    assert load_settings(AggregatorSettings, [], environ={"LATE_TRADES": "amend"}).late_trades == "amend"

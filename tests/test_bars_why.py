@@ -195,3 +195,14 @@ def test_why_the_oracle_reads_the_rules_on_its_own():
         rules = default_rules(asset_class)
         for cid, (oc, hl, vol) in table.items():
             assert rules.rule(cid) == oc * 1 | hl * 2 | vol * 4, (asset_class, cid)
+
+
+def test_frames_the_aggregator_cannot_handle_are_counted_and_skipped():
+    """Not a Why case of #9 but its neighbour from #8: nothing from the data may end the upstream task."""
+    svc, hub = service("stocks", ["100Ms.AAPL"])
+    svc.on_frame("stocks", Frame(b"[{"), T0)  # not JSON
+    send(svc, "stocks", [{"ev": "T", "sym": "AAPL", "p": "x", "s": 1, "t": T0}, stock("AAPL", 1.0, 1, T0 + 1)], T0 + 1)
+    svc.on_frame("indices", Frame(b"not a frame"), T0)  # a cluster without a book
+    status = svc.status()["stocks"]
+    assert (status["bad_frames"], status["malformed_trades"], status["trades_in"]) == (1, 1, 1)
+    assert svc.bad_frames["indices"] == 1
