@@ -31,13 +31,13 @@ import numpy as np
 
 from common.clusters import CLUSTERS
 from common.topics import MAX_BAR_MS, MIN_BAR_MS
+from ms_aggregator import lookup
 from ms_aggregator.amend import LATE_POLICIES, Amendments
 from ms_aggregator.bar_event import encode_bars
 from ms_aggregator.clock import NEVER, SourceClocks
 from ms_aggregator.conditions import UPDATES_ALL, ConditionRules, default_rules
 from ms_aggregator.coverage import PENDING, Coverage
 from ms_aggregator.decode import SourceTable, SymbolTable, TradeBatch, TradeDecoder
-from ms_aggregator import lookup
 from ms_aggregator.memory import evict_idle, footprint
 from ms_aggregator.merge import merge_rows
 from ms_aggregator.plan import Plan
@@ -55,6 +55,7 @@ DEFAULT_IDLE_MS = 600_000
 DEFAULT_AMEND_WINDOW_MS = 60_000
 EVICT_EVERY_MS = 1000
 _INF = PENDING
+_NO_END = int(np.iinfo(np.int64).max)
 
 
 def _nonzero(a: np.ndarray) -> np.ndarray:
@@ -99,6 +100,9 @@ class BarBook:
         self.plan = Plan()  # interval columns: a series (ticker, interval) is sid = tid * kcap + k
         self._foreign: tuple[SymbolTable, np.ndarray] | None = None
         self._next_evict = NEVER
+        # When the next tick needs to look at the open windows at all (see _worth_a_scan).
+        self._fresh_end = self._rescan_at = NEVER
+        self._scan_epoch = NEVER
 
     # -- public ---------------------------------------------------------------------------------------------------
 
@@ -256,15 +260,8 @@ class BarBook:
         clock = clocks.market_ms
         self.coverage.resolve(clock)
         out: list[bytes] = []
-        if len(self.slots) and clock != NEVER:
-            cand = self.slots.due(clock - self.grace_ms)
-            if len(cand):
-                c = self.slots.cols
-                masks = self.tickers.recent(c["tid"][cand], local // self.hold_ms)
-                horizon = clocks.min_horizon(masks, empty=clock)
-                due = cand[c["end"][cand] <= horizon - self.grace_ms]
-                if len(due):
-                    out = self._close(due)
+        if len(self.slots) and clock != NEVER and self._worth_a_scan(local, clock - self.grace_ms):
+            out = self._scan(local, clock)
         if self.amends is not None:
             out += self.amends.flush()
             self.amends.expire(clock)
@@ -275,6 +272,36 @@ class BarBook:
             if evicted or renumbered:
                 self._foreign = None  # ids of a foreign table are mapped to ours afresh
         return out
+
+    def _worth_a_scan(self, local: int, limit: int) -> bool:
+        """Whether a window may have become due since the last scan: a window not examined then now ends at or
+        before ``limit``, a window held for a slow source may have been released by now (a horizon moves at most
+        1 ms per ms while no estimate changes), an estimate changed, or the hold epoch moved on."""
+        return (self._fresh_end <= limit or local >= self._rescan_at or self.clocks.changed
+                or local // self.hold_ms != self._scan_epoch)
+
+    def _scan(self, local: int, clock: int) -> list[bytes]:
+        """Close the windows whose ticker's horizon passed ``e + grace``; note when to look again."""
+        self.clocks.changed = False
+        self._scan_epoch = local // self.hold_ms
+        grace = self.grace_ms
+        end = self.slots.cols["end"][: self.slots.hw]
+        limit = clock - grace
+        cand = (end <= limit).nonzero()[0]  # no ticker's horizon is newer than the cluster's clock
+        later = end[end > limit]  # free slots hold FREE, which is later than everything
+        self._fresh_end = int(later.min()) if len(later) else _NO_END
+        self._rescan_at = _NO_END
+        if len(cand) == 0:
+            return []
+        c = self.slots.cols
+        masks = self.tickers.recent(c["tid"][cand], self._scan_epoch)
+        horizon = self.clocks.min_horizon(masks, empty=clock)
+        wait = end[cand] + grace - horizon  # > 0: held for a source that has not passed it yet
+        held = wait > 0
+        if held.any():
+            self._rescan_at = local + int(wait[held].min())
+        due = cand[~held]
+        return self._close(due) if len(due) else []
 
     # -- lateness -------------------------------------------------------------------------------------------------
 
@@ -325,7 +352,7 @@ class BarBook:
         cols["tid"][ns], cols["k"][ns], cols["ivl"][ns], cols["s"][ns] = ntid, nk, nivl, nstart
         nend = nstart + nivl
         cols["end"][ns] = nend
-        self.slots.next_end = min(self.slots.next_end, int(nend.min()))
+        self._fresh_end = min(self._fresh_end, int(nend.min()))
         cover = self.coverage
         plan = self.plan
         wild_start = np.array([cover.wild.get(iv, _INF) if plan.wild[k] else _INF

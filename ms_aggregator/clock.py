@@ -104,6 +104,7 @@ class SourceClocks:
         self._newest = np.full(MAX_SOURCES, -1, np.int64)
         self.horizon: list[int] = []
         self.market_ms = NEVER
+        self.changed = False  # an offset changed since the owner last cleared this
         self._order: list[int] | None = None  # source indices by horizon, slowest first (after a tick: on demand)
 
     @property
@@ -118,6 +119,7 @@ class SourceClocks:
         if len(t) == 0:
             return
         while len(self.skews) < len(self.sources):  # sources the decoder met in this batch
+            self.changed = True
             self.skews.append(ClockSkew(self._bucket_ms, self._buckets))
             self.offsets.append(0)
             self._bucket.append(-1)
@@ -135,7 +137,9 @@ class SourceClocks:
                 continue  # not in this batch, or changes nothing
             skew = self.skews[i]
             skew.observe(local, t_max)
-            self.offsets[i] = skew.offset
+            if skew.offset != self.offsets[i]:
+                self.offsets[i] = skew.offset
+                self.changed = True
             buckets[i], mins[i] = bucket, skew.bucket_min
 
     def tick(self, local_ms: int) -> None:

@@ -31,7 +31,8 @@ class AggregatorSettings(TierSettings):
         "A source holds a ticker's windows open until it has not traded the ticker for this long (up to twice).",
     )
     series_idle_s: float = setting(
-        DEFAULT_IDLE_MS / 1000, "SERIES_IDLE_S", "A ticker without trades for this long gives its memory back."
+        DEFAULT_IDLE_MS / 1000, "SERIES_IDLE_S",
+        "A ticker without trades for this long (plus up to SOURCE_HOLD_S) gives its memory back.",
     )
     conditions_file: str = setting(
         "", "CONDITIONS_FILE", "A /v3/reference/conditions JSON download (stocks and options) to use instead of the bundled rules."

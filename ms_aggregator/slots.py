@@ -48,7 +48,6 @@ class Slots:
         self.cap = 0
         self.hw = 0
         self.live = 0
-        self.next_end = FREE  # min e over open slots, so a tick with nothing due returns at once
         self._grow(cap)
 
     def __len__(self) -> int:
@@ -66,12 +65,6 @@ class Slots:
     def open_slots(self) -> np.ndarray:
         return (self.cols["end"][: self.hw] != FREE).nonzero()[0]
 
-    def due(self, limit: int) -> np.ndarray:
-        """Open slots with ``e <= limit``."""
-        if self.next_end > limit:
-            return np.empty(0, np.int64)
-        return (self.cols["end"][: self.hw] <= limit).nonzero()[0]
-
     def release(self, slots: np.ndarray, sids: np.ndarray, indexed: np.ndarray) -> None:
         """Free slots (their series ids given): forget the keys of those in the index (``indexed``) and reset
         their columns."""
@@ -85,7 +78,6 @@ class Slots:
             c[name][slots] = FLOAT_COLS[name] if name in FLOAT_COLS else INT_COLS[name]
         self.free.extend(slots.tolist())
         self.live -= len(slots)
-        self.next_end = int(c["end"][: self.hw].min()) if self.live else FREE
 
     def rekey(self, kcap: int) -> None:
         """Rebuild the index keys after series ids changed (``sid = tid * kcap + k`` from the columns)."""

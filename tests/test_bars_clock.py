@@ -207,3 +207,20 @@ def test_four_sources_of_different_delays_lose_nothing_and_each_ticker_waits_onl
         if bar["e"] > T0 + 1000:  # once every venue's clock has settled
             slowest = max(delays[x] for x in pairs[bar["sym"]])
             assert bar["e"] + G + slowest <= local <= bar["e"] + G + slowest + 2, (bar["sym"], local - bar["e"])
+
+
+def test_ticks_do_not_rescan_the_open_windows_while_nothing_can_be_due():
+    book = book_for([(100, "*")], cluster="crypto")
+    scans = []
+    scan = book._scan
+    book._scan = lambda local, clock: scans.append(local) or scan(local, clock)
+    feed(book, xtrade("BTC-USD", 10.0, 1, T0 + 10, x=1), local=T0 + 10)
+    feed(book, xtrade("BTC-USD", 11.0, 1, T0 + 11, x=2), local=T0 + 161)  # x=2: 150 ms behind
+    out = []
+    for local in range(T0 + 161, T0 + 400):  # a tick every ms
+        out += book.close_due(local)
+    (bar,) = bars(out)
+    assert bar["n"] == 2
+    # the window was examined when it ended on the fast clock and when x=2's clock was due to pass it, not 239 times
+    assert len(scans) <= 4, [s - T0 for s in scans]
+    assert scans[-1] == T0 + 100 + G + 150
