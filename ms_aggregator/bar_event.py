@@ -1,7 +1,9 @@
 """The ``MB`` millisecond-bar event: closed bar columns to wire JSON (DESIGN §2, "Millisecond bars").
 
-Pure: takes the book's columns and the slots to emit, returns compact JSON objects in ``(e, ticker, interval)``
-order. It never decides *which* bars close; that is :class:`ms_aggregator.book.BarBook`'s job.
+Pure: takes bar columns and the rows to emit, returns compact JSON objects in ``(e, ticker, interval)`` order.
+``"partial": true`` is written only for a bar that may be missing trades, ``"rev": n`` only for the n-th
+correction of a bar; complete first editions carry neither. It never decides *which* bars close; that is
+:class:`ms_aggregator.book.BarBook`'s job.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ import msgspec
 import numpy as np
 
 from common.clusters import BAR_EVENT
+from ms_aggregator.slots import NO_SEQ
 
 __all__ = ["encode_bars"]
 
-NO_SEQ = int(np.iinfo(np.int64).max)  # "no such trade yet" in the first/xfirst columns
 
-
-class _MB(msgspec.Struct, tag_field="ev", tag=BAR_EVENT, gc=False):
-    # Field order is the wire order; "ev" (the tag) goes first.
+class _MB(msgspec.Struct, tag_field="ev", tag=BAR_EVENT, omit_defaults=True, gc=False):
+    # Field order is the wire order; "ev" (the tag) goes first. Defaults are left out of the JSON.
     sym: str
     interval: int
     o: float
@@ -29,13 +30,18 @@ class _MB(msgspec.Struct, tag_field="ev", tag=BAR_EVENT, gc=False):
     n: int
     s: int
     e: int
+    partial: bool = False
+    rev: int = 0
 
 
 _encode = msgspec.json.Encoder().encode
 
 
-def encode_bars(c: dict[str, np.ndarray], due: np.ndarray, names: list[str], float_volume: bool) -> tuple[list[bytes], int]:
-    """The ``MB`` JSON of the bars in slots ``due``, and how many of them were volume-only (no bar, not returned)."""
+def encode_bars(
+    c: dict[str, np.ndarray], due: np.ndarray, names: list, float_volume: bool, rev: list[int] | None = None
+) -> tuple[list[bytes], int]:
+    """The ``MB`` JSON of the bars in rows ``due``, and how many of them were volume-only (no bar, not returned).
+    ``rev``: the revision of each row (corrections only)."""
     if len(due) == 0:
         return [], 0
     has_oc = c["first"][due] != NO_SEQ
@@ -43,6 +49,8 @@ def encode_bars(c: dict[str, np.ndarray], due: np.ndarray, names: list[str], flo
     volume_only = 0
     if not priced.all():  # volume-only windows: no bar
         volume_only = int(len(due) - priced.sum())
+        if rev is not None:
+            rev = [r for r, p in zip(rev, priced.tolist()) if p]
         due, has_oc = due[priced], has_oc[priced]
         if len(due) == 0:
             return [], volume_only
@@ -64,10 +72,11 @@ def encode_bars(c: dict[str, np.ndarray], due: np.ndarray, names: list[str], flo
     end, ivl = c["end"][due].tolist(), c["ivl"][due].tolist()
     o_, h_, l_, c_, v_, vw_, n_ = (o.tolist(), h.tolist(), lo.tolist(), cl.tolist(), vol, vw.tolist(),
                                    c["n"][due].tolist())
-    start = c["s"][due].tolist()
+    start, partial = c["s"][due].tolist(), c["partial"][due].astype(bool).tolist()
+    revs = rev if rev is not None else [0] * len(end)
     mb, enc = _MB, _encode
     out = [
-        enc(mb(sym, iv, o_[i], h_[i], l_[i], c_[i], v_[i], vw_[i], n_[i], start[i], e))
+        enc(mb(sym, iv, o_[i], h_[i], l_[i], c_[i], v_[i], vw_[i], n_[i], start[i], e, partial[i], revs[i]))
         for e, sym, iv, i in sorted(zip(end, syms, ivl, range(len(end))))
     ]
     return out, volume_only

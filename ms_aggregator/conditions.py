@@ -2,8 +2,10 @@
 
 Each trade carries a list of condition ids (Polygon's numbering). Whether the trade may update a bar's open/close,
 high/low and volume follows the *consolidated* processing guidelines of the CTA and UTP plans, which Polygon
-publishes at ``GET /v3/reference/conditions`` under ``update_rules.consolidated``. The rules ship in
-``ms_aggregator/data/conditions.json`` (that response's shape); a live response can replace the file as is.
+publishes at ``GET /v3/reference/conditions`` under ``update_rules.consolidated``; options (OPRA) trade
+conditions have rules of the same shape. The rules of both asset classes ship in
+``ms_aggregator/data/conditions.json`` (that response's shape); a live response holding both can replace the
+file as is (:func:`load_rules` falls back to the bundled rules of a class the file lacks, and says so).
 
 A trade's rules combine by AND: it updates a field only if *every* one of its conditions does. A trade without
 conditions, and a condition id the rules do not know, count as regular (update everything).
@@ -28,6 +30,7 @@ __all__ = [
     "UPDATES_ALL",
     "ConditionRules",
     "default_rules",
+    "load_rules",
 ]
 
 UPDATES_OPEN_CLOSE = 1
@@ -141,6 +144,18 @@ class ConditionRules:
 
     def __repr__(self) -> str:
         return f"<ConditionRules {self.asset_class}: {len(self._masks)} conditions>"
+
+
+def load_rules(path: str | Path | None, asset_class: str) -> tuple[ConditionRules, str | None]:
+    """The rules of ``asset_class`` from ``path`` (None or empty: the bundled file), and a warning when the file
+    holds no trade conditions of that class, whose bundled rules are used instead (an unnoticed stocks-only
+    download would otherwise make every options trade count as regular)."""
+    if not path:
+        return default_rules(asset_class), None
+    rules = ConditionRules.load(path, asset_class)
+    if len(rules) == 0 and len(default_rules(asset_class)):
+        return default_rules(asset_class), f"{path} holds no {asset_class} trade conditions: using the bundled ones"
+    return rules, None
 
 
 def default_rules(asset_class: str = "stocks") -> ConditionRules:

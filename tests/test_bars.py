@@ -1,4 +1,8 @@
-"""The millisecond bar engine (ms_aggregator: decode, book, clock) against its contract and its plain-Python reference."""
+"""The millisecond bar engine (ms_aggregator: decode, book, clocks): windows, conditions, decoding, subscriptions.
+
+Per-source clocks, partial bars, late policies and memory have their own files (test_bars_clock.py,
+test_bars_partial.py, test_bars_oracle.py); the property test against the independent oracle is test_bars_oracle.py.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import json
 import random
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
-from ms_aggregator.clock import ClockSkew
 from ms_aggregator.conditions import (
     UPDATES_ALL,
     UPDATES_HIGH_LOW,
@@ -22,22 +26,22 @@ from ms_aggregator.conditions import (
 from ms_aggregator.decode import SymbolTable, TradeDecoder
 from tests.bar_oracle import ReferenceBook
 
-T0 = 1_700_000_000_000  # a multiple of 60000: every window of the usual intervals starts here
+T0 = 1_700_000_000_000  # a multiple of 1000 (not of 60000: the minute window holding it starts 20 s earlier)
 G = DEFAULT_GRACE_MS
 KEYS = ["ev", "sym", "interval", "o", "h", "l", "c", "v", "vw", "n", "s", "e"]
 FAR = 10**15  # a close time after everything
 
 
-def trade(sym, p, s, t, c=None, **extra):
-    ev = {"ev": "T", "sym": sym, "x": 4, "i": "1", "z": 3, "p": p, "s": s, "t": t, "q": 1}
+def trade(sym, p, s, t, c=None, x=4, **extra):
+    ev = {"ev": "T", "sym": sym, "x": x, "i": "1", "z": 3, "p": p, "s": s, "t": t, "q": 1}
     if c is not None:
         ev["c"] = c
     ev.update(extra)
     return ev
 
 
-def xtrade(pair, p, s, t, c=None):
-    ev = {"ev": "XT", "pair": pair, "p": p, "t": t, "s": s, "x": 1, "i": "9", "r": t + 5}
+def xtrade(pair, p, s, t, c=None, x=1):
+    ev = {"ev": "XT", "pair": pair, "p": p, "t": t, "s": s, "x": x, "i": "9", "r": t + 5}
     if c is not None:
         ev["c"] = c
     return ev
@@ -47,14 +51,23 @@ def frame(*events) -> bytes:
     return msgspec.json.encode(list(events))
 
 
-def book_for(subs, cluster="stocks", **kw) -> BarBook:
+def book_for(subs, cluster="stocks", warm=True, **kw) -> BarBook:
+    """A book subscribed to ``subs``; ``warm``: its clock already runs (one tick at T0 - 1 s from a trade of an
+    unsubscribed ticker), so windows from T0 on are covered from their start (not partial)."""
     book = BarBook(cluster, **kw)
+    if warm:
+        maker = xtrade if cluster == "crypto" else trade
+        feed(book, maker("WARMUP", 1.0, 1, T0 - 1000))
+        book.close_due(T0 - 1000)
     book.set_subscriptions(subs)
     return book
 
 
-def feed(book: BarBook, *events) -> int:
-    return book.add(book.decoder.decode_frame(frame(*events)))
+def feed(book: BarBook, *events, local: int | None = None) -> int:
+    """Add one frame of events arriving at ``local`` (default: the newest trade time, i.e. no delay)."""
+    if local is None:
+        local = max((e["t"] for e in events if isinstance(e, dict) and isinstance(e.get("t"), int)), default=T0)
+    return book.add(book.decoder.decode_frame(frame(*events)), local)
 
 
 def bars(raw: list[bytes]) -> list[dict]:
@@ -249,7 +262,7 @@ def test_decoder_columns_and_condition_masks():
         frame(trade("MSFT", 114.125, 100, 1536036818784, [0, 12]), trade("AAPL", 1.5, 1, 2), trade("MSFT", 2.0, 7, 3))
     )
     assert len(batch) == 3
-    assert batch.tid.dtype.name == "int32" and batch.price.dtype.name == "float64"
+    assert batch.tid.dtype == np.intp and batch.src.dtype == np.intp and batch.price.dtype.name == "float64"
     assert batch.size.dtype.name == "float64" and batch.t.dtype.name == "int64" and batch.flags.dtype.name == "uint8"
     assert [dec.symbols.names[i] for i in batch.tid] == ["MSFT", "AAPL", "MSFT"]
     assert batch.price.tolist() == [114.125, 1.5, 2.0]
@@ -314,8 +327,8 @@ def test_unknown_cluster_is_rejected():
 def test_batches_from_a_foreign_symbol_table_are_mapped_by_name():
     book = book_for([(100, "B")])
     dec = TradeDecoder("stocks", symbols=SymbolTable())
-    book.add(dec.decode_frame(frame(trade("A", 1.0, 1, T0), trade("B", 2.0, 1, T0))))
-    book.add(dec.decode_frame(frame(trade("C", 1.0, 1, T0), trade("B", 3.0, 1, T0 + 1))))
+    book.add(dec.decode_frame(frame(trade("A", 1.0, 1, T0), trade("B", 2.0, 1, T0))), T0)
+    book.add(dec.decode_frame(frame(trade("C", 1.0, 1, T0), trade("B", 3.0, 1, T0 + 1))), T0 + 1)
     (bar,) = close_all(book)
     assert (bar["sym"], bar["o"], bar["c"], bar["n"]) == ("B", 2.0, 3.0, 2)
 
@@ -331,7 +344,7 @@ def test_wildcard_builds_every_ticker_and_adds_to_named_intervals():
 
 
 def test_no_subscription_no_bars():
-    book = BarBook("stocks")
+    book = book_for([], warm=False)
     assert feed(book, trade("A", 1.0, 1, T0)) == 0
     assert close_all(book) == [] and book.trades_in == 1
 
@@ -354,7 +367,7 @@ def test_changing_subscriptions_keeps_wanted_bars_and_drops_the_rest():
 
 def test_dropped_bars_leave_no_stale_cache_behind():
     # Two open windows of A (the series cache holds both), dropped; their slots are reused by B; A comes back.
-    book, ref = BarBook("stocks"), ReferenceBook("stocks")
+    book, ref = book_for([], warm=False), ReferenceBook("stocks")
     steps = [
         ([(100, "A")], [trade("A", 1.0, 1, T0 + 150), trade("A", 2.0, 1, T0 + 50)]),
         ([], []),
@@ -365,24 +378,24 @@ def test_dropped_bars_leave_no_stale_cache_behind():
         book.set_subscriptions(subs)
         ref.set_subscriptions(subs)
         if events:
-            book.add(book.decoder.decode_frame(frame(*events)))
-            ref.add_frame(frame(*events))
+            book.add(book.decoder.decode_frame(frame(*events)), T0 + 200)
+            ref.add_frame(frame(*events), T0 + 200)
     assert bars(book.close_due(FAR)) == bars(ref.close_due(FAR))
 
 
 def test_many_intervals_widen_the_book_while_bars_are_open():
-    book = book_for([(100, "A")])
+    book = book_for([(100, "A")], warm=False)
     ref = ReferenceBook("stocks")
     ref.set_subscriptions([(100, "A")])
     f1 = frame(trade("A", 1.0, 1, T0 + 1), trade("B", 2.0, 1, T0 + 2))
-    book.add(book.decoder.decode_frame(f1))
-    ref.add_frame(f1)
+    book.add(book.decoder.decode_frame(f1), T0 + 2)
+    ref.add_frame(f1, T0 + 2)
     subs = [(iv, "*") for iv in (1, 2, 3, 5, 7, 11, 13, 100, 60000)] + [(17, "A")]
     book.set_subscriptions(subs)
     ref.set_subscriptions(subs)
     f2 = frame(trade("A", 3.0, 1, T0 + 3), trade("B", 4.0, 1, T0 + 50), trade("A", 5.0, 1, T0 + 70))
-    book.add(book.decoder.decode_frame(f2))
-    ref.add_frame(f2)
+    book.add(book.decoder.decode_frame(f2), T0 + 70)
+    ref.add_frame(f2, T0 + 70)
     assert bars(book.close_due(FAR)) == bars(ref.close_due(FAR))
 
 
@@ -390,192 +403,3 @@ def test_many_intervals_widen_the_book_while_bars_are_open():
 def test_bad_subscriptions_are_rejected(bad):
     with pytest.raises(ValueError):
         BarBook("stocks").set_subscriptions([bad])
-
-
-# -- clock skew -----------------------------------------------------------------------------------------------------
-
-
-def test_skew_without_observations_is_zero():
-    skew = ClockSkew()
-    assert skew.offset == 0 and skew.market_now(123) == 123
-    skew.observe(1000, None)
-    assert skew.offset == 0
-
-
-def test_skew_ignores_a_few_delayed_trades_and_a_bogus_early_one():
-    skew = ClockSkew()
-    rng = random.Random(3)
-    for i in range(20_000):
-        local = T0 + i
-        delay = 400 if i % 997 == 0 else rng.randint(2, 8)
-        skew.observe(local + 5000, local - delay)
-    assert 5002 <= skew.offset <= 5004
-    skew.observe(T0 + 20_001 + 5000, T0 + 20_001 + 3000)  # a trade "from the future" once
-    assert 5002 <= skew.offset <= 5004
-
-
-def test_skew_follows_a_clock_step_within_the_window():
-    skew = ClockSkew(bucket_ms=1000, buckets=4)
-    for i in range(0, 4000, 10):
-        skew.observe(T0 + i + 3, T0 + i)
-    assert skew.offset == 3
-    for i in range(4000, 8000, 10):  # the local clock stepped 2 s ahead
-        skew.observe(T0 + i + 2003, T0 + i)
-    assert skew.offset == 2003
-    skew.observe(T0 + 60_000, T0 + 60_000 - 7)  # after a silence, old buckets no longer count
-    assert skew.offset == 7
-
-
-@pytest.mark.parametrize("skew_ms", [5000, -5000, 0])
-def test_skewed_local_clock_loses_no_trade_and_delays_no_bar(skew_ms):
-    book = book_for([(100, "*"), (250, "A")])
-    skew = ClockSkew()
-    rng = random.Random(skew_ms)
-    # One trade every 0.5 ms of market time for 3 s; transport latency 2..12 ms (jitter below grace).
-    arrivals = []
-    for i in range(6000):
-        t = T0 + i // 2
-        arrivals.append((t + rng.randint(2, 12) + skew_ms, t, rng.choice("ABC")))
-    arrivals.sort()
-    emitted = []
-    pos = 0
-    for local in range(T0 + skew_ms, T0 + 3200 + skew_ms):
-        events = []
-        while pos < len(arrivals) and arrivals[pos][0] <= local:
-            _, t, sym = arrivals[pos]
-            events.append(trade(sym, 10.0 + rng.random(), 100, t))
-            pos += 1
-        if events:
-            batch = book.decoder.decode_frame(frame(*events))
-            skew.observe(local, batch.max_t)
-            book.add(batch)
-        for raw in book.close_due(skew.market_now(local)):
-            emitted.append((json.loads(raw), local - skew_ms))  # the true market time at emission
-    assert book.late_trades == 0
-    assert pos == len(arrivals)
-    assert len(emitted) == 3 * 30 + 12
-    assert sum(b["n"] for b, _ in emitted if b["interval"] == 100) == 6000
-    for bar, market_time in emitted:
-        # Closed no earlier than e + grace, and no later than that plus the worst latency and one tick.
-        assert bar["e"] + G <= market_time <= bar["e"] + G + 12 + 1
-
-
-# -- against the reference ------------------------------------------------------------------------------------------
-
-TICKERS = ["AAPL", "BB", "C", "DDDD"]
-RULE_IDS = sorted(default_rules().ids)
-INTERVALS = st.one_of(st.sampled_from([1, 2, 3, 7, 10, 100, 250, 1000, 60000]), st.integers(1, 60000))
-CONDITIONS = st.one_of(
-    st.none(),
-    st.lists(st.one_of(st.sampled_from(RULE_IDS), st.sampled_from([99, 4242, 100000])), max_size=3),
-)
-PRICES = st.one_of(
-    st.integers(1, 100_000).map(lambda cents: cents / 100),
-    st.floats(1e-6, 1e7, allow_nan=False, allow_infinity=False),
-)
-OTHER_EVENTS = [
-    {"ev": "status", "status": "success", "message": "subscribed to: T.*"},
-    {"ev": "Q", "sym": "AAPL", "bx": 4, "bp": 1.0, "bs": 1, "ax": 7, "ap": 1.1, "as": 1, "c": 0, "t": T0},
-    {"ev": "XQ", "pair": "BTC-USD", "bp": 1.0, "bs": 1.0, "ap": 1.1, "as": 1.0, "t": T0, "x": 1, "r": T0},
-    # malformed trades, skipped by both
-    {"ev": "T", "sym": "AAPL", "p": "1.5", "s": 1, "t": T0},
-    {"ev": "T", "sym": "AAPL", "p": 1.5, "s": -1, "t": T0},
-    {"ev": "T", "sym": "AAPL", "p": 1.5, "s": 1, "t": T0, "c": ["x"]},
-    {"ev": "XT", "pair": "BB", "p": 1.5, "s": 1.0},
-    {"ev": "XT", "pair": "BB", "p": 1.5, "s": 1.0, "t": 1.5},
-]
-
-
-@st.composite
-def scenarios(draw):
-    cluster = draw(st.sampled_from(["stocks", "stocks", "crypto"]))
-    intervals = draw(st.lists(INTERVALS, min_size=1, max_size=4, unique=True))
-    targets = st.sampled_from([*TICKERS, "*", "*"])
-    subs = draw(st.lists(st.tuples(st.sampled_from(intervals), targets), min_size=1, max_size=6))
-    sizes = st.integers(0, 10_000) if cluster != "crypto" else st.floats(0, 1e4, allow_nan=False, allow_infinity=False)
-    # Market clock steps forward; each trade is stamped up to a bit more than grace before its arrival, so
-    # arrival order is shuffled within the grace window and a few trades come late.
-    n = draw(st.integers(0, 100))
-    item = st.tuples(st.integers(0, 25), st.integers(0, G + 10), st.sampled_from(TICKERS), PRICES, sizes, CONDITIONS)
-    raw = draw(st.lists(item, min_size=n, max_size=n))
-    start = T0 + draw(st.integers(0, 120_000))
-    clock = start
-    events = []
-    for step, delay, sym, price, size, conds in raw:
-        clock += step
-        t = clock - delay
-        if cluster == "crypto":
-            events.append((xtrade(sym, price, size, t, conds), clock))
-        else:
-            events.append((trade(sym, price, size, t, conds), clock))
-    # Split into frames; after each frame maybe close at a time near the market clock (kept increasing).
-    ops = []
-    i = 0
-    now = start - 1000
-    while i < len(events):
-        k = draw(st.integers(1, 12))
-        chunk = [ev for ev, _ in events[i : i + k]]
-        if draw(st.booleans()) and draw(st.booleans()):
-            chunk.insert(draw(st.integers(0, len(chunk))), draw(st.sampled_from(OTHER_EVENTS)))
-        ops.append(("frame", frame(*chunk)))
-        i = min(i + k, len(events))
-        if draw(st.booleans()):
-            now = max(now, events[i - 1][1] + draw(st.integers(-30, 80)))
-            ops.append(("close", now))
-    ops.append(("close", FAR))
-    return cluster, subs, [ev for ev, _ in events], ops
-
-
-def in_window(ev, bar, cluster, rules):
-    sym = ev["pair"] if cluster == "crypto" else ev["sym"]
-    if sym != bar["sym"] or not bar["s"] <= ev["t"] < bar["e"]:
-        return False
-    return cluster == "crypto" or bool(rules.mask(ev.get("c")) & (UPDATES_OPEN_CLOSE | UPDATES_HIGH_LOW))
-
-
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenarios())
-def test_book_matches_reference(scenario):
-    cluster, subs, trades, ops = scenario
-    book = book_for(subs, cluster=cluster)
-    ref = ReferenceBook(cluster)
-    ref.set_subscriptions(subs)
-    seen = set()
-    rules = default_rules()
-    for op, arg in ops:
-        if op == "frame":
-            assert book.add(book.decoder.decode_frame(arg)) == ref.add_frame(arg)
-            continue
-        got_raw = book.close_due(arg)
-        got, want = bars(got_raw), bars(ref.close_due(arg))
-        assert got == want
-        for raw, bar in zip(got_raw, got):
-            assert list(bar) == KEYS and b" " not in raw
-            assert bar["s"] % bar["interval"] == 0 and bar["e"] == bar["s"] + bar["interval"]
-            key = (bar["sym"], bar["interval"], bar["s"])
-            assert key not in seen
-            seen.add(key)
-            assert any(in_window(ev, bar, cluster, rules) for ev in trades)
-            assert bar["l"] <= bar["h"]
-    assert (book.trades_in, book.late_trades, book.bars_out) == (ref.trades_in, ref.late_trades, ref.bars_out)
-    assert book.volume_only_windows == ref.volume_only_windows
-    assert book.open_bars == ref.open_bars == 0
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(st.sampled_from(TICKERS), st.integers(0, 3000), CONDITIONS), max_size=60),
-    st.lists(st.lists(st.tuples(INTERVALS, st.sampled_from([*TICKERS, "*"])), max_size=4), min_size=1, max_size=4),
-)
-def test_subscription_changes_match_reference(raw, sub_sets):
-    book, ref = BarBook("stocks"), ReferenceBook("stocks")
-    chunks = [raw[i :: len(sub_sets)] for i in range(len(sub_sets))]
-    for subs, chunk in zip(sub_sets, chunks):
-        book.set_subscriptions(subs)
-        ref.set_subscriptions(subs)
-        assert book.open_bars == ref.open_bars
-        f = frame(*(trade(sym, 1.0 + dt / 7, 1 + dt % 5, T0 + dt, c) for sym, dt, c in chunk))
-        book.add(book.decoder.decode_frame(f))
-        ref.add_frame(f)
-        assert bars(book.close_due(T0 + 1000)) == bars(ref.close_due(T0 + 1000))
-    assert bars(book.close_due(FAR)) == bars(ref.close_due(FAR))

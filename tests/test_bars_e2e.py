@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 
 import pytest
+import websockets
 
 from tests.helpers import async_wait_for, connect, http_get, run_client, status
 from tests.scripted_upstream import ScriptedUpstream
@@ -82,6 +84,10 @@ async def test_exact_bars_through_proxy_direct_and_official_client(bar_chain):
                          what="firehose asked upstream for the trades the bars need")
 
     base = (int(time.time() * 1000) // 1000) * 1000
+    # The feed has been running: one print that updates no bar (Market Center Official Open) starts the clock,
+    # so the windows below are covered from their start and come out complete (no "partial").
+    await up.send("/stocks", "[" + trade_json("WARMUP", base - 1000, 1.0, 1, [16], 0) + "]")
+    await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["trades_in"] == 1, what="clock started")
     frame = "[" + ",".join(trade_json(sym, base + dt, p, s, c, q) for q, (sym, dt, p, s, c) in enumerate(TRADES)) + "]"
     await up.send("/stocks", frame)
 
@@ -104,10 +110,12 @@ async def test_exact_bars_through_proxy_direct_and_official_client(bar_chain):
     official_bars = [e for m in raw for e in json.loads(m) if e["ev"] == "MB"]
     assert official_bars == [b for b in want if b["interval"] == 100]
 
-    # a trade for a window that already closed is counted late, not merged
+    # a trade for a window that already closed is counted late, not merged (LATE_TRADES=drop)
     await up.send("/stocks", "[" + trade_json("AAPL", base + 20, 99.0, 100, [], 99) + "]")
     await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["late_trades"] == 1, what="late trade counted")
-    assert 'tickfan_late_trades{process="ms_aggregator",cluster="stocks"} 1' in http_get(agg.port, "/metrics")[2]
+    metrics = http_get(agg.port, "/metrics")[2]
+    assert 'tickfan_late_trades{process="ms_aggregator",cluster="stocks",outcome="dropped"} 1' in metrics
+    assert "# TYPE tickfan_late_trades counter" in metrics
     await client.send({"action": "subscribe", "params": "T.NOTHING2"})
     await client.until(lambda ev: ev[-1].get("message") == "subscribed to: T.NOTHING2")
     assert len([e for e in client.events if e["ev"] == "MB"]) == len(want)
@@ -150,5 +158,93 @@ async def test_crypto_bars_from_xt_trades_ignore_conditions(bar_chain):
     ]
     await up.send("/crypto", json.dumps(trades))
     (mb,) = [e for e in await c.until(lambda ev: any(e["ev"] == "MB" for e in ev)) if e["ev"] == "MB"]
-    assert mb == bar("BTC-USD", 100, base, 100.5, 100.5, 99.5, 99.5, 1.0, (100.5 * 0.25 + 99.5 * 0.75) / 1.0, 2)
+    # the first data the aggregator ever saw on /crypto: nobody knows what that window held before it
+    assert mb == {**bar("BTC-USD", 100, base, 100.5, 100.5, 99.5, 99.5, 1.0, (100.5 * 0.25 + 99.5 * 0.75) / 1.0, 2),
+                  "partial": True}
     assert isinstance(mb["v"], float)
+
+
+# -- the aggregator straight on a scripted upstream (standing in for the firehose) -------------------------------
+
+M = 1_700_000_001_000  # a synthetic market time, a multiple of 3000 and 1000: the clocks follow the trades
+
+
+@pytest.fixture
+async def direct_aggregator(procs, request):
+    up = await ScriptedUpstream().start()
+    env = {"FIREHOSE_URL": up.url, **getattr(request, "param", {})}
+    agg = await asyncio.to_thread(procs.start, "aggregator", "ms_aggregator", env=env)
+    yield up, agg
+    await up.close()
+
+
+def bars_of(client) -> list[dict]:
+    return [e for e in client.events if e["ev"] == "MB"]
+
+
+async def test_a_window_across_a_dropped_link_is_partial(direct_aggregator):
+    up, agg = direct_aggregator
+    c = await connect(agg.port)
+    await c.send({"action": "subscribe", "params": "3000Ms.AAPL"})
+    await async_wait_for(lambda: "T.AAPL" in up.subscriptions.get("/stocks", set()), what="T.AAPL upstream")
+    await up.send("/stocks", "[" + trade_json("AAPL", M + 1, 10.0, 100, [], 1) + "]")  # the first data
+    await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["market_ms"], what="the clock is known")
+    # the clock jumps to M + 6001 (newest print): [M, M+3000) and [M+3000, M+6000) close; [M+6000, M+9000) opens
+    await up.send("/stocks", "[" + trade_json("AAPL", M + 3001, 11.0, 100, [], 2) + ","
+                  + trade_json("AAPL", M + 6001, 12.0, 100, [], 3) + "]")
+    await c.until(lambda ev: len([e for e in ev if e["ev"] == "MB"]) >= 2, what="the first two bars")
+    first, second = bars_of(c)
+    assert (first["s"], first["o"], first.get("partial")) == (M, 10.0, True)  # began before the first data
+    assert (second["s"], second["o"]) == (M + 3000, 11.0) and "partial" not in second
+    connects = up.connects
+    await up.drop_all()  # the aggregator's upstream link drops mid-window, then reconnects by itself
+    await async_wait_for(lambda: up.connects > connects and "T.AAPL" in up.subscriptions.get("/stocks", set()),
+                         what="the aggregator reconnected and re-subscribed")
+    await up.send("/stocks", "[" + trade_json("AAPL", M + 6002, 13.0, 100, [], 4) + "]")
+    await c.until(lambda ev: len([e for e in ev if e["ev"] == "MB"]) >= 3, timeout=15, what="the window across the gap")
+    third = bars_of(c)[2]
+    assert (third["s"], third["o"], third["c"], third["n"], third["partial"]) == (M + 6000, 12.0, 13.0, 2, True)
+
+
+@pytest.mark.parametrize("direct_aggregator", [{"BAR_TICK_MS": "600000"}], indirect=True)
+async def test_due_bars_are_flushed_on_sigterm_before_the_1012_close(direct_aggregator):
+    up, agg = direct_aggregator  # the tick never comes round again: only the shutdown can close the window
+    c = await connect(agg.port)
+    await c.send({"action": "subscribe", "params": "1000Ms.AAPL"})
+    await async_wait_for(lambda: "T.AAPL" in up.subscriptions.get("/stocks", set()), what="T.AAPL upstream")
+    await up.send("/stocks", "[" + trade_json("AAPL", M + 1, 10.0, 100, [], 1) + ","
+                  + trade_json("AAPL", M + 2001, 12.0, 100, [], 2) + "]")
+    await async_wait_for(lambda: status(agg.port)["bars"]["stocks"]["trades_in"] == 2, what="trades in")
+    assert bars_of(c) == []
+    agg.popen.send_signal(signal.SIGTERM)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await c.recv_frame(timeout=5)
+    assert closed.value.rcvd.code == 1012
+    (flushed,) = bars_of(c)  # [M, M+1000) was due; [M+2000, M+3000) was not
+    assert (flushed["s"], flushed["o"], flushed["v"]) == (M, 10.0, 100)
+    assert await asyncio.to_thread(agg.popen.wait, 5) == 0
+
+
+async def test_requests_the_aggregator_cannot_serve_are_refused_and_indices_aggregates_relay(direct_aggregator):
+    up, agg = direct_aggregator
+    idx = await connect(agg.port, path="/indices")
+    await idx.send({"action": "subscribe", "params": "A.*,*,100Ms.I:SPX,V.*"})
+    replies = await idx.until(lambda ev: len(ev) >= 6, what="four replies")
+    assert [(e["status"], e["message"]) for e in replies[2:]] == [
+        ("success", "subscribed to: A.*"),
+        ("success", "subscribed to: *"),
+        ("error", "topic not available on /indices: 100Ms.I:SPX"),
+        ("error", "topic not available on this endpoint (serves A, AM, XA, XAS): V.*"),
+    ]
+    fx = await connect(agg.port, path="/forex")
+    await fx.send({"action": "subscribe", "params": "*"})
+    (reply,) = await fx.recv_frame()
+    assert reply["status"] == "error" and reply["message"].endswith(": *")
+    await async_wait_for(lambda: {"A.*", "AM.*"} <= up.subscriptions.get("/indices", set()), what="indices upstream")
+    await up.send("/indices", "not json at all")  # a frame nobody can read: counted, skipped
+    agg_event = {"ev": "A", "sym": "I:SPX", "op": 1.0, "o": 1.0, "c": 1.0, "h": 1.0, "l": 1.0, "s": M, "e": M + 1000}
+    await up.send("/indices", json.dumps([agg_event]))
+    await idx.until(lambda ev: any(e["ev"] == "A" for e in ev), what="the relayed aggregate")
+    assert [e for e in idx.events if e["ev"] == "A"] == [agg_event]  # once, though A.* and * both match
+    assert http_get(agg.port, "/health")[0] == 200

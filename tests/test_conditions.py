@@ -1,4 +1,4 @@
-"""Loading SIP consolidated update rules (ms_aggregator/conditions.py, ms_aggregator/data/conditions.json)."""
+"""Loading SIP / OPRA consolidated update rules (ms_aggregator/conditions.py, ms_aggregator/data/conditions.json)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from ms_aggregator.conditions import (
     UPDATES_VOLUME,
     ConditionRules,
     default_rules,
+    load_rules,
 )
+from tests.bar_oracle import OPTION_RULES, STOCK_RULES
 
 OC, HL, V = UPDATES_OPEN_CLOSE, UPDATES_HIGH_LOW, UPDATES_VOLUME
 
@@ -27,19 +29,68 @@ def test_bundled_file_has_the_rest_response_shape():
     doc = bundled_doc()
     assert doc["status"] == "OK"
     assert doc["count"] == len(doc["results"])
-    assert doc["_source"]
-    ids = [entry["id"] for entry in doc["results"]]
-    assert len(ids) == len(set(ids))
+    assert doc["_source"]["stocks"] and doc["_source"]["options"]
+    classes = {entry["asset_class"] for entry in doc["results"]}
+    assert classes == {"stocks", "options"}
+    for asset_class in classes:
+        ids = [entry["id"] for entry in doc["results"] if entry["asset_class"] == asset_class]
+        assert len(ids) == len(set(ids))
     for entry in doc["results"]:
         assert entry["type"] == "sale_condition"
-        assert entry["asset_class"] == "stocks"
         assert isinstance(entry["name"], str) and entry["name"]
         assert isinstance(entry["sip_mapping"], dict)
         assert entry["data_types"] == ["trade"]
-        for scope in ("consolidated", "market_center"):
+        # the options rows were published with their consolidated rules only
+        scopes = ("consolidated", "market_center") if entry["asset_class"] == "stocks" else ("consolidated",)
+        for scope in scopes:
             rules = entry["update_rules"][scope]
             assert set(rules) == {"updates_high_low", "updates_open_close", "updates_volume"}
             assert all(isinstance(v, bool) for v in rules.values())
+
+
+def test_the_options_rows_are_the_33_opra_trade_conditions():
+    doc = bundled_doc()
+    options = [entry for entry in doc["results"] if entry["asset_class"] == "options"]
+    assert [e["id"] for e in options] == [*range(201, 211), 219, *range(227, 249)]
+    assert all(len(e["sip_mapping"]["OPRA"]) == 1 for e in options)
+
+
+@pytest.mark.parametrize(
+    "cid, mask",
+    [
+        (201, 0),  # Canceled: touches nothing
+        (204, 0),  # Late
+        (206, 0),  # Opening Trade, Late, and Out Of Sequence
+        (208, UPDATES_ALL),  # Opening Trade and Late
+        (209, UPDATES_ALL),  # Automatic Execution (the usual electronic print)
+        (219, UPDATES_ALL),  # Intermarket Sweep Order
+        (227, UPDATES_ALL),  # Single Leg Auction Non ISO
+        (232, UPDATES_ALL),  # Multi Leg auto-electronic trade: a spread leg still sets the bar
+        (246, V),  # Multi Leg Floor Trade of Proprietary Products: volume only
+        (247, V),  # Multilateral Compression Trade: volume only
+        (248, V),  # Extended Hours Trade: volume only
+    ],
+)
+def test_bundled_options_rules(cid, mask):
+    rules = default_rules("options")
+    assert cid in rules
+    assert rules.rule(cid) == mask
+
+
+def test_options_and_stocks_keep_their_own_numbering():
+    assert default_rules("options").mask([37]) == UPDATES_ALL  # 37 is an odd lot on stocks, unknown on options
+    assert default_rules("stocks").mask([201]) == UPDATES_ALL
+    assert default_rules("options").name(209) == "Automatic Execution"
+
+
+@pytest.mark.parametrize("asset_class, table", [("stocks", STOCK_RULES), ("options", OPTION_RULES)])
+def test_bundled_rules_agree_with_the_tests_own_table(asset_class, table):
+    """The oracle's hand-written table (tests/bar_oracle.py) and the data file must say the same for every
+    condition the table lists: a misread rule in either shows up here."""
+    rules = default_rules(asset_class)
+    for cid, (oc, hl, vol) in table.items():
+        assert rules.rule(cid) == (OC if oc else 0) | (HL if hl else 0) | (V if vol else 0), cid
+    assert len(STOCK_RULES) + len(OPTION_RULES) >= 20
 
 
 @pytest.mark.parametrize(
@@ -102,9 +153,25 @@ def test_unknown_conditions_count_as_regular():
 
 def test_default_rules_are_cached_and_other_asset_classes_are_empty():
     assert default_rules() is default_rules("stocks")
-    options = default_rules("options")
-    assert len(options) == 0
-    assert options.mask([37]) == UPDATES_ALL
+    assert len(default_rules("options")) == 33
+    crypto = default_rules("crypto")
+    assert len(crypto) == 0
+    assert crypto.mask([37]) == UPDATES_ALL
+
+
+def test_a_conditions_file_without_an_asset_class_falls_back_and_says_so(tmp_path):
+    stocks_only = tmp_path / "stocks.json"
+    stocks_only.write_text(json.dumps({"results": [entry(3, oc=False)], "status": "OK", "count": 1}))
+    rules, warning = load_rules(str(stocks_only), "stocks")
+    assert rules.rule(3) == HL | V and warning is None
+    rules, warning = load_rules(str(stocks_only), "options")
+    assert rules is default_rules("options") and "no options trade conditions" in warning
+    both = {"results": [entry(3, oc=False), entry(209, asset_class="options", vol=False)]}
+    path = tmp_path / "both.json"
+    path.write_text(json.dumps(both))
+    rules, warning = load_rules(str(path), "options")
+    assert rules.rule(209) == OC | HL and warning is None
+    assert load_rules(None, "crypto") == (default_rules("crypto"), None)
 
 
 def entry(cid, *, hl=True, oc=True, vol=True, **extra):
