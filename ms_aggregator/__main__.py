@@ -20,7 +20,12 @@ from common.notices import UpstreamNotices
 from common.runner import run_process
 from common.topics import Topic
 from common.upstream_set import UpstreamSet
-from ms_aggregator.service import RELAYED_CODES, AggregatorPolicy, BarService, upstream_topics
+from ms_aggregator.service import (
+    RELAYED_CODES,
+    AggregatorPolicy,
+    BarService,
+    upstream_topics,
+)
 from ms_aggregator.settings import AggregatorSettings
 
 

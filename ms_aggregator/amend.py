@@ -15,7 +15,11 @@ from collections import deque
 import numpy as np
 
 from ms_aggregator.bar_event import encode_bars
-from ms_aggregator.conditions import UPDATES_HIGH_LOW, UPDATES_OPEN_CLOSE, UPDATES_VOLUME
+from ms_aggregator.conditions import (
+    UPDATES_HIGH_LOW,
+    UPDATES_OPEN_CLOSE,
+    UPDATES_VOLUME,
+)
 from ms_aggregator.slots import NO_SEQ
 
 __all__ = ["LATE_POLICIES", "Amendments"]

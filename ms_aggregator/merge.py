@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ms_aggregator.conditions import UPDATES_ALL, UPDATES_HIGH_LOW, UPDATES_OPEN_CLOSE, UPDATES_VOLUME
+from ms_aggregator.conditions import (
+    UPDATES_ALL,
+    UPDATES_HIGH_LOW,
+    UPDATES_OPEN_CLOSE,
+    UPDATES_VOLUME,
+)
 from ms_aggregator.slots import NO_SEQ
 
 __all__ = ["merge_rows"]

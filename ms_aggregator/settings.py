@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from common.settings import SettingsError, TierSettings, setting
 from ms_aggregator.amend import LATE_POLICIES
-from ms_aggregator.book import DEFAULT_AMEND_WINDOW_MS, DEFAULT_GRACE_MS, DEFAULT_HOLD_MS, DEFAULT_IDLE_MS
+from ms_aggregator.book import (
+    DEFAULT_AMEND_WINDOW_MS,
+    DEFAULT_GRACE_MS,
+    DEFAULT_HOLD_MS,
+    DEFAULT_IDLE_MS,
+)
 
 
 @dataclass(frozen=True)

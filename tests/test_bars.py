@@ -7,13 +7,10 @@ test_bars_partial.py, test_bars_oracle.py); the property test against the indepe
 from __future__ import annotations
 
 import json
-import random
 
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
 from ms_aggregator.conditions import (
@@ -21,7 +18,6 @@ from ms_aggregator.conditions import (
     UPDATES_HIGH_LOW,
     UPDATES_OPEN_CLOSE,
     ConditionRules,
-    default_rules,
 )
 from ms_aggregator.decode import SymbolTable, TradeDecoder
 from tests.bar_oracle import ReferenceBook

@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from tests.helpers import async_wait_for, connect, http_get, status, trade, until_upstream_has
+from tests.helpers import (
+    async_wait_for,
+    connect,
+    http_get,
+    status,
+    trade,
+    until_upstream_has,
+)
 from tests.scripted_upstream import ScriptedUpstream
 
 
