@@ -277,6 +277,20 @@ async def test_garbage_from_upstream_is_counted_and_skipped(chain):
     await up.send("/stocks", f"[{trade('AAPL', q=21)}]")
     await c.until(lambda ev: any(e.get("q") == 21 for e in ev))
     assert status(fh.port)["counters"]["upstream_bad_frames"] == {"upstream=upstream_url/stocks": 2}
+    assert status(fh.port)["upstreams"]["stocks"]["state"] == "connected"  # nothing ended the connection task
+
+
+async def test_a_forex_quote_of_the_wrong_shape_ends_nothing_and_loses_no_neighbour(chain):
+    up, fh, px = chain
+    fx = await connect(px.port, "/forex")
+    await fx.send({"action": "subscribe", "params": "C.*"})
+    await until_upstream_has(up, {"C.*"}, "/forex")
+    good = '{"ev":"C","p":"EUR/USD","x":48,"a":1.1,"b":1.09,"t":1}'
+    await up.send("/forex", f'[{{"ev":"C","p":1.5,"a":1}},{good}]')  # once a ValidationError that killed the task
+    await up.send("/forex", f"[{good.replace('EUR/USD', 'USD/JPY')}]")
+    await fx.until(lambda ev: {"EUR/USD", "USD/JPY"} <= {e.get("p") for e in ev}, what="both good quotes")
+    assert {"ev": "C", "p": 1.5, "a": 1} in fx.events  # forwarded as sent: C.* asked for every quote
+    assert status(fh.port)["upstreams"]["forex"]["state"] == "connected"
 
 
 async def test_upstream_max_connections_backs_off_and_retries(procs):
