@@ -22,6 +22,8 @@ def procs(tmp_path):
 
     starter = Starter()
     yield starter
-    abort_open_clients()
-    for p in reversed(starter.started):
-        p.stop()
+    try:
+        abort_open_clients()
+    finally:  # whatever happens above, no tier outlives its test
+        for p in reversed(starter.started):
+            p.stop()
