@@ -4,8 +4,10 @@ With ``amend`` the book keeps every closed window (bar or volume-only) for ``AME
 after its end. A late trade for a kept window is merged into it exactly as it would have been on time (it is the
 newest arrival, so it becomes the close if it may set one), and at the next tick the whole corrected bar is sent
 again with ``"rev": n`` (1, 2, … per window). A late trade for a window that had no trade at all opens a kept
-window of its own. Late trades older than the amend window are only counted (``drop``). It never decides whether a
-trade is late: :class:`ms_aggregator.book.BarBook` does.
+window of its own. Late trades older than the amend window are only counted (``drop``). At most ``AMEND_MAX_BARS``
+windows are kept: beyond that the oldest are given up early (counted), and late trades for a window as old as one
+given up are dropped, never sent as a bar of their own. It never decides whether a trade is late:
+:class:`ms_aggregator.book.BarBook` does.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from ms_aggregator.conditions import (
 )
 from ms_aggregator.slots import NO_SEQ
 
-__all__ = ["LATE_POLICIES", "Amendments"]
+__all__ = ["DEFAULT_AMEND_MAX_BARS", "LATE_POLICIES", "Amendments"]
 
 LATE_POLICIES = ("drop", "amend")
+DEFAULT_AMEND_MAX_BARS = 250_000  # kept windows per cluster: about 100 MB
 _FIELDS = ("o", "c", "xo", "xc", "h", "l", "v", "pv", "n", "first", "xfirst", "partial", "rev", "dirty")
 _RECORD_BYTES = 400  # a record, its key and its deque entry, roughly
 
@@ -46,8 +49,13 @@ class _Kept:
 class Amendments:
     """Closed windows kept for corrections, keyed by ``(ticker, interval, s)``."""
 
-    def __init__(self, window_ms: int, float_volume: bool) -> None:
+    def __init__(self, window_ms: int, float_volume: bool, max_bars: int = DEFAULT_AMEND_MAX_BARS) -> None:
+        if int(max_bars) < 1:
+            raise ValueError(f"max_bars must be >= 1, not {max_bars}")
         self.window_ms = int(window_ms)
+        self.max_bars = int(max_bars)
+        self.given_up = 0  # kept windows given up early for the cap
+        self._given_up_end = -1  # the latest end of a window given up early
         self.float_volume = float_volume
         self.kept: dict[tuple[str, int, int], _Kept] = {}
         self._expiry: deque[tuple[int, tuple[str, int, int]]] = deque()  # (e, key), roughly in e order
@@ -68,14 +76,19 @@ class Amendments:
             key = (names[get["tid"][i]], get["ivl"][i], get["s"][i])
             self.kept[key] = rec
             self._expiry.append((get["end"][i], key))
+        self._cap()
 
-    def amend(self, key: tuple[str, int, int], price: float, size: float, flags: int, seq: int, partial: bool) -> None:
-        """Merge one late trade into the kept window ``key`` (opened now, ``partial`` or not, if it had none)."""
+    def amend(self, key: tuple[str, int, int], price: float, size: float, flags: int, seq: int, partial: bool) -> bool:
+        """Merge one late trade into the kept window ``key`` (opened now, ``partial`` or not, if it had none).
+        False, and nothing kept, if windows that old were given up for the cap: the trade is dropped."""
         rec = self.kept.get(key)
         if rec is None:
+            if key[2] + key[1] <= self._given_up_end:  # it may have been one of them: a bar of it alone would lie
+                return False
             rec = self.kept[key] = _Kept()
             rec.partial = int(partial)
             self._expiry.append((key[2] + key[1], key))
+            self._cap()
         rec.n += 1
         if flags & UPDATES_OPEN_CLOSE:
             if rec.first == NO_SEQ:
@@ -94,6 +107,16 @@ class Amendments:
         if not rec.dirty:
             rec.dirty = True
             self._dirty.append(key)
+        return True
+
+    def _cap(self) -> None:
+        """Give up the oldest kept windows beyond ``max_bars`` (the expiry queue is roughly oldest first)."""
+        expiry, kept = self._expiry, self.kept
+        while len(kept) > self.max_bars and expiry:
+            end, key = expiry.popleft()
+            if kept.pop(key, None) is not None:
+                self.given_up += 1
+                self._given_up_end = max(self._given_up_end, end)
 
     def flush(self) -> list[bytes]:
         """The corrected bars of windows amended since the last flush, each with its next ``rev``."""

@@ -32,7 +32,7 @@ import numpy as np
 from common.clusters import CLUSTERS
 from common.topics import MAX_BAR_MS, MIN_BAR_MS
 from ms_aggregator import lookup
-from ms_aggregator.amend import LATE_POLICIES, Amendments
+from ms_aggregator.amend import DEFAULT_AMEND_MAX_BARS, LATE_POLICIES, Amendments
 from ms_aggregator.bar_event import encode_bars
 from ms_aggregator.clock import NEVER, SourceClocks
 from ms_aggregator.conditions import UPDATES_ALL, ConditionRules, default_rules
@@ -44,7 +44,7 @@ from ms_aggregator.plan import Plan
 from ms_aggregator.slots import Slots
 from ms_aggregator.tickers import Tickers
 
-__all__ = ["DEFAULT_AMEND_WINDOW_MS", "DEFAULT_GRACE_MS", "DEFAULT_HOLD_MS", "DEFAULT_IDLE_MS", "BarBook"]
+__all__ = ["DEFAULT_AMEND_MAX_BARS", "DEFAULT_AMEND_WINDOW_MS", "DEFAULT_GRACE_MS", "DEFAULT_HOLD_MS", "DEFAULT_IDLE_MS", "BarBook"]
 
 #: How long after ``e`` (on the clocks of the ticker's sources) a window stays open. Each source's clock already
 #: absorbs the constant part of its offset and transport latency, so grace only has to cover *jitter*: trades
@@ -72,8 +72,8 @@ class BarBook:
 
     def __init__(self, cluster: str, rules: ConditionRules | None = None, grace_ms: int = DEFAULT_GRACE_MS,
                  symbols: SymbolTable | None = None, *, sources: SourceTable | None = None, late: str = "drop",
-                 amend_window_ms: int = DEFAULT_AMEND_WINDOW_MS, hold_ms: int = DEFAULT_HOLD_MS,
-                 idle_ms: int = DEFAULT_IDLE_MS) -> None:
+                 amend_window_ms: int = DEFAULT_AMEND_WINDOW_MS, amend_max_bars: int = DEFAULT_AMEND_MAX_BARS,
+                 hold_ms: int = DEFAULT_HOLD_MS, idle_ms: int = DEFAULT_IDLE_MS) -> None:
         info = CLUSTERS.get(cluster)
         if info is None or not info.has_bars:
             raise ValueError(f"no trades to build bars from on cluster {cluster!r}")
@@ -93,7 +93,7 @@ class BarBook:
         self.slots = Slots()
         self.tickers = Tickers()
         self.coverage = Coverage()
-        self.amends = Amendments(amend_window_ms, self._float_volume) if late == "amend" else None
+        self.amends = Amendments(amend_window_ms, self._float_volume, amend_max_bars) if late == "amend" else None
         self.trades_in = self.late_trades = self.late_amended = self.bars_out = 0
         self.volume_only_windows = self.evicted = 0
         self._subs: frozenset[tuple[int, str]] = frozenset()
@@ -337,9 +337,9 @@ class BarBook:
                                                bool(self.tickers.want[tid, rk[row]]))
             partial = bool(self.coverage.partial(np.array([start]), np.array([end]), np.array([series_start]))[0])
             flags = UPDATES_ALL if fl is None else int(fl[trade])
-            self.amends.amend((ticker, iv, start), float(price[trade]), float(size[trade]), flags, int(seq[trade]),
-                              partial)
-            amended.add(trade)
+            if self.amends.amend((ticker, iv, start), float(price[trade]), float(size[trade]), flags, int(seq[trade]),
+                                 partial):
+                amended.add(trade)
         self.late_amended += len(amended)
         return len(trades)
 

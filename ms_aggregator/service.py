@@ -54,8 +54,8 @@ class BarService:
                     log.warning("conditions_file_incomplete", cluster=cluster.name, detail=warning)
                 self.books[cluster.name] = BarBook(
                     cluster.name, rules, settings.bar_grace_ms, late=settings.late_trades,
-                    amend_window_ms=settings.amend_window_ms, hold_ms=int(settings.source_hold_s * 1000),
-                    idle_ms=int(settings.series_idle_s * 1000))
+                    amend_window_ms=settings.amend_window_ms, amend_max_bars=settings.amend_max_bars,
+                    hold_ms=int(settings.source_hold_s * 1000), idle_ms=int(settings.series_idle_s * 1000))
         books = self.books
 
         def per_cluster(read):
@@ -69,6 +69,8 @@ class BarService:
         metrics.counter_from("bars_out", per_cluster(lambda b: b.bars_out), "Millisecond bars emitted (first editions).")
         metrics.counter_from("amended_bars", per_cluster(lambda b: b.amends.bars_out if b.amends else 0),
                              "Corrected bars re-emitted with rev (LATE_TRADES=amend).")
+        metrics.counter_from("amend_given_up_bars", per_cluster(lambda b: b.amends.given_up if b.amends else 0),
+                             "Kept bars given up before AMEND_WINDOW_MS because AMEND_MAX_BARS was reached.")
         metrics.counter_from("bar_bad_frames", lambda: {(("cluster", c),): n for c, n in self.bad_frames.items()},
                              "Firehose frames the aggregator could not handle (counted and skipped).")
         metrics.counter_from("malformed_trades", per_cluster(lambda b: b.decoder.malformed),
@@ -142,6 +144,7 @@ class BarService:
             out[c] = {"late_trades": b.late_trades, "late_dropped": b.late_trades - b.late_amended,
                       "late_amended": b.late_amended, "late_policy": b.late, "trades_in": b.trades_in,
                       "bars_out": b.bars_out, "amended_bars": b.amends.bars_out if b.amends else 0,
+                      "amend_given_up_bars": b.amends.given_up if b.amends else 0,
                       "grace_ms": b.grace_ms, "market_ms": b.market_ms, "bad_frames": self.bad_frames[c],
                       "malformed_trades": b.decoder.malformed,
                       "evicted_symbols": b.evicted, **b.memory(), "sources": b.clocks.status()}

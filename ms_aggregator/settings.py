@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.settings import SettingsError, TierSettings, setting
-from ms_aggregator.amend import LATE_POLICIES
+from ms_aggregator.amend import DEFAULT_AMEND_MAX_BARS, LATE_POLICIES
 from ms_aggregator.book import (
     DEFAULT_AMEND_WINDOW_MS,
     DEFAULT_GRACE_MS,
@@ -31,6 +31,10 @@ class AggregatorSettings(TierSettings):
     amend_window_ms: int = setting(
         DEFAULT_AMEND_WINDOW_MS, "AMEND_WINDOW_MS", "With amend: how long after its end a bar can still be corrected."
     )
+    amend_max_bars: int = setting(
+        DEFAULT_AMEND_MAX_BARS, "AMEND_MAX_BARS",
+        "With amend: closed bars kept per cluster for corrections (~400 B each); beyond it the oldest are given up.",
+    )
     source_hold_s: float = setting(
         DEFAULT_HOLD_MS / 1000, "SOURCE_HOLD_S",
         "A source holds a ticker's windows open until it has not traded the ticker for this long (up to twice).",
@@ -53,6 +57,7 @@ class AggregatorSettings(TierSettings):
                 raise SettingsError(f"{env} (--{name}) must be >= 0, not {value}")
         for name, env, value in (("source-hold-s", "SOURCE_HOLD_S", self.source_hold_s),
                                  ("series-idle-s", "SERIES_IDLE_S", self.series_idle_s),
-                                 ("bar-tick-ms", "BAR_TICK_MS", self.bar_tick_ms)):
+                                 ("bar-tick-ms", "BAR_TICK_MS", self.bar_tick_ms),
+                                 ("amend-max-bars", "AMEND_MAX_BARS", self.amend_max_bars)):
             if value <= 0:
                 raise SettingsError(f"{env} (--{name}) must be > 0, not {value}")

@@ -77,6 +77,23 @@ def test_amended_bars_keep_their_partial_flag():
     assert first["partial"] is fixed["partial"] is True and fixed["rev"] == 1
 
 
+def test_amend_keeps_at_most_max_bars_and_drops_late_trades_for_windows_given_up():
+    book = book_for([(100, "A"), (100, "B")], late="amend", amend_max_bars=2)
+    feed(book, trade("A", 10.0, 100, T0 + 10), trade("B", 20.0, 100, T0 + 20))
+    book.close_due(T0 + 200)
+    feed(book, trade("A", 11.0, 100, T0 + 110))
+    book.close_due(T0 + 300)  # three closed windows, room for two: A's first is given up
+    assert (len(book.amends), book.amends.given_up) == (2, 1)
+    # A late trade for the window given up is dropped, not sent as a bar of its own; B's is still corrected.
+    assert feed(book, trade("A", 9.0, 100, T0 + 50), trade("B", 19.0, 100, T0 + 60), local=T0 + 300) == 2
+    (fixed,) = bars(book.close_due(T0 + 301))
+    assert (fixed["sym"], fixed["v"], fixed["rev"]) == ("B", 200, 1)
+    assert (book.late_trades, book.late_amended, len(book.amends)) == (2, 1, 2)
+    # So is one for an empty window as old as one given up: it might have held trades nobody keeps now.
+    assert feed(book, trade("B", 18.0, 100, T0 - 50), local=T0 + 300) == 1
+    assert book.close_due(T0 + 302) == [] and book.late_amended == 1
+
+
 def test_unsubscribing_forgets_kept_windows():
     book = book_for([(100, "A")], late="amend")
     feed(book, trade("A", 10.0, 100, T0 + 10))
@@ -93,4 +110,8 @@ def test_a_bad_policy_is_refused():
         load_settings(AggregatorSettings, ["--late-trades", "keep"], environ={})
     with pytest.raises(SettingsError, match="SERIES_IDLE_S"):
         load_settings(AggregatorSettings, [], environ={"SERIES_IDLE_S": "0"})
+    with pytest.raises(SettingsError, match=r"AMEND_MAX_BARS \(--amend-max-bars\)"):
+        load_settings(AggregatorSettings, ["--amend-max-bars", "0"], environ={})
+    with pytest.raises(ValueError):
+        BarBook("stocks", late="amend", amend_max_bars=0)
     assert load_settings(AggregatorSettings, [], environ={"LATE_TRADES": "amend"}).late_trades == "amend"
