@@ -56,6 +56,22 @@ TICKER_FIELD: dict[str, str] = {
     "XL2": "pair",
 }
 
+# Polygon stamps crypto and forex FMV events with the reference-data ticker (the spec's examples: "X:BTC-USD",
+# "C:EURUSD") while subscriptions name the pair like every other code of the cluster ("FMV.BTC-USD", "FMV.EUR/USD").
+FAIR_VALUE = "FMV"
+
+
+def fair_value_ticker(sym: str) -> str:
+    """The subscription ticker of an FMV event's ``sym``: ``X:BTC-USD`` → ``BTC-USD``, ``C:EURUSD`` → ``EUR/USD``;
+    stocks and options tickers (``AAPL``, ``O:SPY…``) are their own."""
+    if sym.startswith("X:"):
+        return sym[2:]
+    if sym.startswith("C:"):
+        pair = sym[2:]
+        return f"{pair[:3]}/{pair[3:]}" if len(pair) == 6 and "/" not in pair else pair
+    return sym
+
+
 # The event code of a millisecond bar on the wire; its routing code is "<interval>Ms".
 BAR_EVENT = "MB"
 

@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple
 
 import msgspec
 
-from common.clusters import BAR_EVENT, TICKER_FIELD
+from common.clusters import BAR_EVENT, FAIR_VALUE, TICKER_FIELD, fair_value_ticker
 from common.topics import bar_code
 
 MAX_FRAME_BYTES = 1 << 20  # every frame stays under 1 MiB (DESIGN §2)
@@ -52,7 +52,7 @@ _keys_decoder = msgspec.json.Decoder(list[_EventKey])
 _key_decoder = msgspec.json.Decoder(_EventKey)
 _str_decoder = msgspec.json.Decoder(str)
 
-_SPECIAL = frozenset((BAR_EVENT, STATUS, "C"))
+_SPECIAL = frozenset((BAR_EVENT, STATUS, "C", FAIR_VALUE))
 
 
 def _route(key: _EventKey) -> tuple[str, str]:
@@ -63,6 +63,8 @@ def _route(key: _EventKey) -> tuple[str, str]:
         return ev, key.status or ""
     if ev == "C":
         return ev, _pair_of(key.p)
+    if ev == FAIR_VALUE:
+        return ev, fair_value_ticker(key.sym or "")
     attr = TICKER_FIELD.get(ev)
     return ev, (getattr(key, attr) if attr else key.sym) or ""
 

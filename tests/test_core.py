@@ -132,11 +132,15 @@ def test_split_frame_routes_by_cluster_ticker_field():
     frame = (
         b'[{"ev":"T","sym":"AAPL","p":1.50},{"ev":"C","p":"USD/CNH","a":6.8},{"ev":"XT","pair":"BTC-USD","p":3.0},'
         b'{"ev":"LULD","T":"MSFT"},{"ev":"V","T":"I:SPX","val":1},{"ev":"MB","sym":"X","interval":250},'
-        b'{"ev":"CA","pair":"USD/EUR"},{"ev":"FMV","sym":"X:BTC-USD"}]'
+        b'{"ev":"CA","pair":"USD/EUR"},{"ev":"FMV","sym":"X:BTC-USD"},{"ev":"FMV","sym":"C:EURUSD"},'
+        b'{"ev":"FMV","sym":"AAPL"},{"ev":"FMV","sym":"O:TSLA210903C00700000"}]'
     )
     keys = [(e.code, e.ticker) for e in split_frame(frame)]
+    # FMV on crypto and forex carries the reference-data ticker (the spec's examples); it routes by the pair that
+    # FMV.BTC-USD / FMV.EUR/USD subscriptions name
     assert keys == [("T", "AAPL"), ("C", "USD/CNH"), ("XT", "BTC-USD"), ("LULD", "MSFT"), ("V", "I:SPX"),
-                    ("250Ms", "X"), ("CA", "USD/EUR"), ("FMV", "X:BTC-USD")]
+                    ("250Ms", "X"), ("CA", "USD/EUR"), ("FMV", "BTC-USD"), ("FMV", "EUR/USD"), ("FMV", "AAPL"),
+                    ("FMV", "O:TSLA210903C00700000")]
 
 
 @pytest.mark.parametrize("bad", [b"", b"{", b'{"ev":"T"}', b"[1,2]", b'[{"sym":"AAPL"}]', b"[{]"])

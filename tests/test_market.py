@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.clusters import CLUSTERS, PYTH_CODE, TICKER_FIELD
+from common.clusters import CLUSTERS, PYTH_CODE, TICKER_FIELD, fair_value_ticker
 from firehose_proxy.sources.market import MarketConfig, SimulatedMarket
 
 START = 1_700_000_000_123  # deliberately not on a second boundary
@@ -56,7 +56,9 @@ def step_times(seed: int, total_ms: int, start: int = START) -> list[int]:
 
 
 def ticker(e: dict[str, Any]) -> str:
-    return e[TICKER_FIELD.get(e["ev"], "sym")]
+    """The ticker ``e`` is routed by (what ``CODE.TICKER`` subscriptions match)."""
+    sym = e[TICKER_FIELD.get(e["ev"], "sym")]
+    return fair_value_ticker(sym) if e["ev"] == "FMV" else sym
 
 
 def stream(calls: list[Call], cluster: str) -> list[tuple[Call, dict[str, Any]]]:
@@ -435,6 +437,9 @@ def test_events_have_the_spec_example_keys_and_types(calls: list[Call]) -> None:
                         assert isinstance(v, int)  # the example shows "44"; the schema says integer
                     elif isinstance(x, bool) or x is None:
                         continue
+                    elif kind[1] == "FMV" and k == "sym":  # the example's ticker form: X:BTC-USD, C:EURUSD, O:…
+                        assert v[:2] == x[:2] if x[1] == ":" else ":" not in v, (kind, e)
+                        assert ("-" in v) == ("-" in x) and "/" not in v, (kind, e)
                     elif isinstance(x, int):
                         assert type(v) is int, (kind, k, e)
                     elif isinstance(x, float):

@@ -57,6 +57,7 @@ class Crypto(ClusterStream):
         self.vw_digits = [max(4, int(d) + 2) for d in decimals]
         self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
+        self.fmv_syms = [f"X:{sym}" for sym in self.syms]  # FMV carries the reference-data ticker (the spec's example)
         self.x = Choice(CRYPTO_X)
         self.trade_id = int(rng.integers(10**6, 10**9))
         self.cfg = cfg
@@ -130,7 +131,7 @@ class Crypto(ClusterStream):
             bid = latest(q[0], q[1], q[2], prev_bid, lo, t, s)
             ask = latest(q[0], q[1], q[3], prev_ask, lo, t, s)
             digits = [self.vw_digits[k] for k in s.tolist()]
-            out.extend(encode(FairValue(v, syms[sk], tt))
+            out.extend(encode(FairValue(v, self.fmv_syms[sk], tt))
                        for v, sk, tt in zip(fair_values(rng, bid, ask, scale[s], digits), s.tolist(), t.tolist()))
             ts.append(t)
         return (np.concatenate(ts) if ts else empty), out

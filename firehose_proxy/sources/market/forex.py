@@ -45,6 +45,7 @@ class Forex(ClusterStream):
         self.events_per_second = rate
         self.bars = SecondMinuteBars(n, cfg.minute_ms)
         self.sym_obj = np.array(self.syms, dtype=object)
+        self.fmv_syms = ["C:" + sym.replace("/", "") for sym in self.syms]  # the spec's FMV example: C:EURUSD
         self.x = Choice(FOREX_X)
         self.cfg = cfg
         self.digits = [int(d) + 1 for d in decimals]
@@ -69,7 +70,7 @@ class Forex(ClusterStream):
             bid = latest(q_t, q_sym, q_bid, prev_bid, lo, t, s)
             ask = latest(q_t, q_sym, q_ask, prev_ask, lo, t, s)
             digits = [self.digits[k] for k in s.tolist()]
-            values = [encode(FairValue(v, self.syms[sk], tt)) for v, sk, tt
+            values = [encode(FairValue(v, self.fmv_syms[sk], tt)) for v, sk, tt
                       in zip(fair_values(self.rng, bid, ask, self.book.scale[s], digits), s.tolist(), t.tolist())]
         merge_into(times, events, q_t, quotes, t, values)
         secs, mins = self.bars.close(hi)
