@@ -320,7 +320,8 @@ class UpstreamClient:
         outage = status in (protocol.UPSTREAM_DOWN, protocol.UPSTREAM_RESTORED)
         if outage and protocol.outage_scope(message) is None:  # the whole feed above us: our feed state
             down = status == protocol.UPSTREAM_DOWN
-            self._announce(self.feed.relayed(now, down, protocol.upstream_down_reason(message) if down else ""))
+            reason = protocol.upstream_down_reason(message) if down else ""
+            self._announce(self.feed.relayed(now, down, reason), _planned(reason))
             return
         if status in _QUIET_STATUSES:
             self.log.debug("upstream_status", status=status, message=message)
@@ -397,6 +398,11 @@ class UpstreamClient:
             "bad_events": self.bad_events,
             "errors": self.errors,
         }
+
+
+def _planned(reason: str) -> bool:
+    """A relayed outage whose cause is a tier above restarting on purpose (the reason :func:`_closed_reason` wrote)."""
+    return any(f"closed with {code}" in reason for code in _RESTART_CODES)
 
 
 def _closed_reason(exc: ConnectionClosed) -> str:

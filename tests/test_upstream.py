@@ -140,3 +140,23 @@ async def test_relayed_outage_of_the_tier_above_is_announced():
         await async_wait_for(lambda: len(h.links) == 2, what="relayed restore")
         assert h.links[1] == (True, "") and h.statuses == []  # outage reports are not handed on as statuses
     await up.close()
+
+
+async def test_relayed_planned_restart_is_logged_at_info_like_our_own():
+    """Tiers stopping together: the tier above relays the firehose's 1012 before we stop; no warning for that."""
+    up = await ScriptedUpstream().start()
+    async with Harness(up) as h:
+        await subscribed(h, up)
+        with structlog.testing.capture_logs() as logs:
+            for code in (1012, 1011):
+                await up.send("/stocks", '[{"ev":"status","status":"upstream_down","message":"stocks feed interrupted: '
+                                         f'firehose/stocks: closed with {code} (x); it will resume by itself"}}]')
+                await async_wait_for(lambda: h.links and not h.links[-1][0], what="relayed down")
+                await up.send("/stocks", '[{"ev":"status","status":"upstream_restored","message":"stocks feed '
+                                         'restored after 0.1 s"}]')
+                await async_wait_for(lambda: h.links[-1][0], what="relayed restore")
+        downs = [(e["reason"], e["log_level"]) for e in logs if e["event"] == "upstream_feed_down"]
+        assert downs == [("firehose/stocks: closed with 1012 (x)", "info"), ("firehose/stocks: closed with 1011 (x)",
+                                                                           "warning")]
+    await up.close()
+
