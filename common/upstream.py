@@ -37,8 +37,9 @@ from common.metrics import Metrics
 
 SUBSCRIBE_CHUNK = 500  # topics per subscribe message, to keep control messages small
 STABLE_AFTER_S = 10.0  # a connection that lived this long resets the backoff
-# Tiers start together (honcho, systemd): while an upstream has never answered yet, a refused connection is a
-# tier still starting, retried quickly and quietly for this long before it counts as an outage.
+# Tiers start together (honcho, systemd): while an upstream has never answered yet, or after it closed with
+# 1012/1001 (a planned restart), a refused connection is a tier still (re)starting, retried quickly and quietly for
+# this long before it counts as an outage (or, after a restart, before it is worth a warning).
 STARTUP_GRACE_S = 5.0
 STARTUP_RETRY_S = 0.1
 SAMPLE_BYTES = 200  # how much of a bad frame a log line shows
@@ -107,6 +108,7 @@ class UpstreamClient:
         self._expiry: asyncio.TimerHandle | None = None
         self._settle: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._quiet_until = 0.0  # monotonic s: refused connections until then are a tier (re)starting
         self._throttle = LogThrottle()
         for counter, help in (
             ("upstream_reconnects", "Upstream connections re-established after a drop."),
@@ -191,7 +193,7 @@ class UpstreamClient:
 
     async def run(self) -> None:
         """Connect and stay connected until stopped; raises :class:`UpstreamAuthFailed` on a rejected key."""
-        born = time.monotonic()
+        self._quiet_until = time.monotonic() + STARTUP_GRACE_S
         while not self._stopping:
             started = time.monotonic()
             was_up = self.feed.link_up
@@ -219,12 +221,13 @@ class UpstreamClient:
                     break
                 if exc.rcvd is not None and exc.rcvd.code in _RESTART_CODES:
                     planned = True
+                    self._quiet_until = time.monotonic() + STARTUP_GRACE_S
                     self.log.info("upstream_restarting", reason=self.last_error)
                 else:
                     self.log.warning("upstream_disconnected", error=self.last_error)
             except (OSError, InvalidHandshake, TimeoutError, FrameError, _Retry) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                if self._starting(born, exc):
+                if self._starting(exc):
                     self.state = "starting"
                     self.log.info("upstream_not_ready", error=self.last_error)
                     await asyncio.sleep(STARTUP_RETRY_S)
@@ -249,10 +252,9 @@ class UpstreamClient:
             self.log.info("upstream_reconnecting", in_s=round(delay, 3))
             await asyncio.sleep(delay)
 
-    def _starting(self, born: float, exc: Exception) -> bool:
-        """A refused connection to an upstream that has never answered, within the start-up grace."""
-        return (isinstance(exc, ConnectionRefusedError) and self.connects == 0
-                and time.monotonic() - born < STARTUP_GRACE_S)
+    def _starting(self, exc: Exception) -> bool:
+        """A refused connection to an upstream that has not answered since it (re)started, within the grace."""
+        return isinstance(exc, ConnectionRefusedError) and time.monotonic() < self._quiet_until
 
     async def _session(self) -> None:
         self.state = "connecting"
@@ -269,6 +271,7 @@ class UpstreamClient:
             if status != "auth_success":
                 raise _Retry(f"upstream answered auth with {status}: {message}")
             self.connects += 1
+            self._quiet_until = 0.0  # it answered: from now on a refusal is news
             if self.connects > 1:
                 self.metrics.inc("upstream_reconnects", upstream=self.name)
             self._ws = ws

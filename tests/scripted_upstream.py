@@ -25,8 +25,8 @@ class ScriptedUpstream:
         self.port = 0
         self._server = None
 
-    async def start(self) -> "ScriptedUpstream":
-        self._server = await serve(self._handle, "127.0.0.1", 0, compression=None)
+    async def start(self, port: int = 0) -> "ScriptedUpstream":
+        self._server = await serve(self._handle, "127.0.0.1", port, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -96,6 +96,7 @@ class ScriptedUpstream:
             ws.transport.abort()
 
     async def close(self) -> None:
+        """Stop listening and close every connection with 1001 (going away), like a server restarting."""
         for ws in self._silenced:
             ws.transport.abort()  # a hung peer would otherwise hold the close for its whole timeout
         self._server.close()

@@ -160,3 +160,19 @@ async def test_relayed_planned_restart_is_logged_at_info_like_our_own():
                                                                            "warning")]
     await up.close()
 
+
+async def test_after_a_planned_restart_above_refused_connections_are_retried_quietly():
+    up = await ScriptedUpstream().start()
+    async with Harness(up) as h:
+        await subscribed(h, up)
+        with structlog.testing.capture_logs() as logs:
+            port = up.port
+            await up.close()  # 1001 to every client, then nothing listens on the port
+            await async_wait_for(lambda: any(e["event"] == "upstream_not_ready" for e in logs), what="a refusal")
+            up = await ScriptedUpstream().start(port)
+            await subscribed(h, up)
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+        assert [e["log_level"] for e in logs if e["event"] == "upstream_feed_down"] == ["info"]  # clients are told
+        assert h.links[0][0] is False and "1001" in h.links[0][1]
+    await up.close()
+
