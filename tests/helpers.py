@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import websockets
 
+from firehose_proxy.sources.recording.format import FileReader, recording_files
+
 if TYPE_CHECKING:
     from massive import WebSocketClient
 
@@ -210,3 +212,24 @@ async def run_client(client: WebSocketClient, done) -> list:
 
 class _Done(Exception):
     pass
+
+
+class Log:
+    """A structlog stand-in that keeps every call, so tests can read what was logged."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def bind(self, **kw):
+        return self
+
+    def __getattr__(self, level):
+        return lambda event, **kw: self.calls.append((level, event, kw))
+
+    def text(self) -> str:
+        return repr(self.calls)
+
+
+def read_all(path) -> list[tuple]:
+    """Every record of a recording (file or directory) as ``(cluster, receive ns, frame)``, in order."""
+    return [tuple(r) for f in recording_files(path) for batch in FileReader(f).batches() for r in batch]

@@ -12,7 +12,7 @@ import pytest
 from ms_aggregator.book import DEFAULT_GRACE_MS
 from ms_aggregator.clock import NEVER, ClockSkew, SourceClocks
 from ms_aggregator.decode import MAX_SOURCES, SourceTable
-from tests.test_bars import T0, book_for, feed, frame, trade, xtrade
+from tests.bar_helpers import T0, book_for, feed, frame, trade, xtrade
 
 G = DEFAULT_GRACE_MS
 

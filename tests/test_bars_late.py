@@ -9,7 +9,7 @@ import pytest
 from common.settings import SettingsError, load_settings
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
 from ms_aggregator.settings import AggregatorSettings
-from tests.test_bars import T0, book_for, feed, trade
+from tests.bar_helpers import T0, book_for, feed, trade
 
 G = DEFAULT_GRACE_MS
 

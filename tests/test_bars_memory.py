@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ms_aggregator.book import BarBook
-from tests.test_bars import T0, feed, frame, trade
+from tests.bar_helpers import T0, feed, frame, trade
 
 IDLE = 5_000
 

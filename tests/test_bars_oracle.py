@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
+from tests.bar_helpers import FAR, KEYS, T0, frame, trade, xtrade
 from tests.bar_oracle import OPTION_RULES, STOCK_RULES, ReferenceBook
-from tests.test_bars import FAR, KEYS, T0, frame, trade, xtrade
 
 G = DEFAULT_GRACE_MS
 TICKERS = ["AAPL", "BB", "C", "DDDD"]

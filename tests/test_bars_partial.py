@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ms_aggregator.book import DEFAULT_GRACE_MS, BarBook
-from tests.test_bars import T0, book_for, feed, trade
+from tests.bar_helpers import T0, book_for, feed, trade
 
 G = DEFAULT_GRACE_MS
 

@@ -47,3 +47,13 @@ def test_every_module_says_what_it_is_for(package):
         if path.name == "__init__.py" and not path.read_text().strip():
             continue
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(ROOT)} has no module docstring"
+
+
+def test_test_modules_share_helpers_through_helper_modules_only():
+    """A test module is never imported by another: shared helpers live in tests/*helpers.py, conftest or the oracle."""
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [n for n in names if n.split(".")[-1].startswith("test_")]
+            assert not bad, f"{path.relative_to(ROOT)} imports the test module {bad[0]}"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from firehose_proxy.sources.market import MarketConfig
 from firehose_proxy.sources.market.periodic import latest, schedule
-from tests.test_market import START, Call, run, step_times, ticker
+from tests.market_helpers import START, Call, run, step_times, ticker
 
 SECONDS = 65
 

@@ -26,25 +26,9 @@ from firehose_proxy.sources.pyth.hermes_market import (
 from firehose_proxy.sources.pyth.simulator import HermesSimulator
 from firehose_proxy.sources.pyth.stream import PythSource
 from firehose_proxy.sources.pyth.updates import UpdateDecoder, UpdateError, scaled
-from tests.helpers import async_wait_for
+from tests.helpers import Log, async_wait_for
 
 NOW_MS = 1_700_000_000_000
-
-
-class Log:
-    """A structlog stand-in that keeps every call, so tests can read what was logged."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []
-
-    def bind(self, **kw):
-        return self
-
-    def __getattr__(self, level):
-        return lambda event, **kw: self.calls.append((level, event, kw))
-
-    def text(self) -> str:
-        return repr(self.calls)
 
 
 # ---------------------------------------------------------------------------------------------------- pure

@@ -8,8 +8,7 @@ import asyncio
 import json
 import time
 
-from tests.helpers import async_wait_for, connect, status
-from tests.test_recording import read_all
+from tests.helpers import async_wait_for, connect, read_all, status
 
 GRACE_MS = "300"  # generous: on a shared 2-core box a live trade must never be late, or live and replay differ
 

@@ -22,8 +22,7 @@ from firehose_proxy.sources.recording.format import (
 )
 from firehose_proxy.sources.recording.recorder import Recorder
 from firehose_proxy.sources.recording.replay import Replayer
-from tests.helpers import async_wait_for
-from tests.test_pyth import Log
+from tests.helpers import Log, async_wait_for, read_all
 
 HOUR_NS = 3_600_000_000_000
 T0 = 1_700_000_000 * 10**9
@@ -58,10 +57,6 @@ def record_all(tmp_path: Path, frames, rotate_bytes: int = 1 << 30) -> Recorder:
         rec.write(cluster, data, ns)
     rec.close()
     return rec
-
-
-def read_all(path) -> list[tuple]:
-    return [tuple(r) for f in recording_files(path) for batch in FileReader(f).batches() for r in batch]
 
 
 def test_recorder_rotates_by_hour_and_size_and_a_directory_plays_in_order(tmp_path):
